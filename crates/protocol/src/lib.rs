@@ -1,0 +1,447 @@
+//! The wire contract between the virtrun host and its guest init.
+//!
+//! This crate is the only place where the host and the guest agree on anything:
+//! which device carries which stream, where the init finds its configuration, how
+//! stdin and signals travel to the guest and how events (the exit code above all)
+//! travel back. Both sides depend on it; neither copies its constants.
+//!
+//! # Channels
+//!
+//! The guest has few devices to talk through; they are assigned once, here:
+//!
+//! | role | serial layout (`isa`) | virtio layout (`pci`, `mmio`) |
+//! |---|---|---|
+//! | kernel log, panics, init's last words | UART 0 (`ttyS0`) | the built-in UART (`ttyS0`/`ttyAMA0`) |
+//! | control (both ways) | UART 1 (`ttyS1`) | virtio serial port `virtrun.control` |
+//! | the binary's stdout | UART 2 (`ttyS2`) | virtio serial port `virtrun.stdout` |
+//! | the binary's stderr | UART 3 (`ttyS3`) | virtio serial port `virtrun.stderr` |
+//!
+//! The kernel log stays on a UART built into every stock kernel so that a panic
+//! before any module is loaded is still seen. The control channel is never the
+//! kernel console: what the binary or the kernel print cannot fake an event.
+//!
+//! Host → guest on the control channel is framed (see [`Frame`]) because a UART
+//! cannot express end-of-file. Guest → host on the control channel is text, one
+//! event per line (see [`Event`]), so it stays readable in a raw capture.
+//!
+//! In standalone mode the binary is the init, and inits written for the original
+//! Go tool expect its numbering: the exit marker on port 0 (the kernel console),
+//! the binary's stdout on port 1 and output files on ports 2, 3, …
+//! ([`STANDALONE_PORTS`]).
+
+#![deny(missing_docs)]
+
+use std::fmt;
+
+/// Where the host puts the init's configuration inside the initramfs. The init
+/// reads it and removes it before it starts the binary.
+pub const CONFIG_PATH: &str = "/virtrun.config";
+
+/// Path of the binary in the guest.
+pub const MAIN_PATH: &str = "/main";
+/// Path of the init in the guest.
+pub const INIT_PATH: &str = "/init";
+/// Directory of `-addFile` files in the guest; also the binary's `PATH`.
+pub const DATA_DIR: &str = "/data";
+/// Directory of shared libraries in the guest.
+pub const LIB_DIR: &str = "/lib";
+/// Directory of kernel modules in the guest, loaded in lexical order.
+pub const MODULES_DIR: &str = "/lib/modules";
+
+/// The exact environment of the binary, in this order.
+pub const GUEST_ENV: [(&str, &str); 3] = [("HOME", "/"), ("TERM", "linux"), ("PATH", DATA_DIR)];
+
+/// Prefix of the exit marker line, as the original tool prints it.
+pub const EXIT_MARKER: &str = "VIRTRUN_EXIT_CODE: ";
+
+/// Prefix the init puts in front of the lines it writes to the kernel log, so
+/// the host can tell them from kernel noise.
+pub const INIT_LOG_PREFIX: &str = "virtrun-init: ";
+
+/// The role of a channel between host and guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Kernel console: kernel log, panics, the init's messages before the
+    /// control channel exists.
+    Log,
+    /// Events guest → host, stdin and signals host → guest.
+    Control,
+    /// The binary's standard output.
+    Stdout,
+    /// The binary's standard error.
+    Stderr,
+}
+
+impl Role {
+    /// All roles, in port order of the serial layout.
+    pub const ALL: [Role; 4] = [Role::Log, Role::Control, Role::Stdout, Role::Stderr];
+
+    /// Index of the UART that carries this role in the serial layout.
+    pub fn serial_index(self) -> usize {
+        match self {
+            Role::Log => 0,
+            Role::Control => 1,
+            Role::Stdout => 2,
+            Role::Stderr => 3,
+        }
+    }
+
+    /// Name of the virtio serial port that carries this role in the virtio
+    /// layout; `None` for the log, which stays on a built-in UART.
+    pub fn virtio_port_name(self) -> Option<&'static str> {
+        match self {
+            Role::Log => None,
+            Role::Control => Some("virtrun.control"),
+            Role::Stdout => Some("virtrun.stdout"),
+            Role::Stderr => Some("virtrun.stderr"),
+        }
+    }
+}
+
+/// How the channels other than the log reach the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Every role on its own UART (`ttyS0..3`).
+    Serial,
+    /// Control and streams on named virtio serial ports.
+    Virtio,
+}
+
+impl Layout {
+    /// Name used in the guest configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Layout::Serial => "serial",
+            Layout::Virtio => "virtio",
+        }
+    }
+
+    /// Inverse of [`Layout::as_str`].
+    pub fn parse(s: &[u8]) -> Option<Self> {
+        match s {
+            b"serial" => Some(Layout::Serial),
+            b"virtio" => Some(Layout::Virtio),
+            _ => None,
+        }
+    }
+}
+
+/// Number of ports whose numbering standalone inits written for the original
+/// rely on: port 0 carries the console and the exit marker, port 1 the
+/// binary's stdout.
+pub const STANDALONE_PORTS: usize = 2;
+
+/// What the host tells the init, written to [`CONFIG_PATH`].
+///
+/// Encoded as NUL-terminated `key`, `value` pairs so that arguments travel
+/// byte-exact, whatever they contain but NUL (which a C string cannot hold).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestConfig {
+    /// Which devices carry control and streams.
+    pub layout: Layout,
+    /// Device name (under `/dev`) of the built-in UART the log uses, e.g. `ttyS0`.
+    pub log_device: String,
+    /// Arguments for the binary (not including argv\[0\]).
+    pub args: Vec<Vec<u8>>,
+    /// Whether the init should narrate what it does on the log.
+    pub verbose: bool,
+}
+
+/// A configuration that could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "bad guest config: {}", self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl GuestConfig {
+    /// Serialises the configuration.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut put = |k: &[u8], v: &[u8]| {
+            out.extend_from_slice(k);
+            out.push(0);
+            out.extend_from_slice(v);
+            out.push(0);
+        };
+        put(b"layout", self.layout.as_str().as_bytes());
+        put(b"log", self.log_device.as_bytes());
+        put(b"verbose", if self.verbose { b"1" } else { b"0" });
+        for arg in &self.args {
+            put(b"arg", arg);
+        }
+        out
+    }
+
+    /// Parses what [`GuestConfig::encode`] wrote.
+    pub fn decode(data: &[u8]) -> Result<Self, ConfigError> {
+        let body = data
+            .strip_suffix(&[0])
+            .ok_or_else(|| ConfigError("not NUL-terminated".into()))?;
+        let fields: Vec<&[u8]> = body.split(|&b| b == 0).collect();
+        if fields.len() % 2 != 0 {
+            return Err(ConfigError("odd number of fields".into()));
+        }
+        let mut layout = None;
+        let mut log_device = None;
+        let mut verbose = false;
+        let mut args = Vec::new();
+        for pair in fields.chunks(2) {
+            let (k, v) = (pair[0], pair[1]);
+            match k {
+                b"layout" => {
+                    layout = Some(Layout::parse(v).ok_or_else(|| {
+                        ConfigError(format!("unknown layout {:?}", String::from_utf8_lossy(v)))
+                    })?)
+                }
+                b"log" => log_device = Some(String::from_utf8_lossy(v).into_owned()),
+                b"verbose" => verbose = v == b"1",
+                b"arg" => args.push(v.to_vec()),
+                other => {
+                    return Err(ConfigError(format!(
+                        "unknown key {:?}",
+                        String::from_utf8_lossy(other)
+                    )));
+                }
+            }
+        }
+        Ok(GuestConfig {
+            layout: layout.ok_or_else(|| ConfigError("no layout".into()))?,
+            log_device: log_device.ok_or_else(|| ConfigError("no log device".into()))?,
+            args,
+            verbose,
+        })
+    }
+}
+
+/// A message host → guest on the control channel.
+///
+/// Wire format: one byte kind, a little-endian `u32` payload length, the payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// Bytes for the binary's stdin.
+    Stdin(Vec<u8>),
+    /// End of the binary's stdin.
+    StdinEof,
+    /// Deliver this signal number to the binary.
+    Signal(u8),
+}
+
+/// Most bytes of stdin the host sends in one frame.
+pub const MAX_STDIN_FRAME: usize = 4096;
+
+/// Most bytes of stdin the host has in flight before the guest acknowledges
+/// them with [`Event::StdinAck`]. A UART has no flow control the guest can
+/// exert, so the host must never send more than the guest is ready to buffer.
+pub const STDIN_WINDOW: usize = 16 * 1024;
+
+const FRAME_STDIN: u8 = 1;
+const FRAME_STDIN_EOF: u8 = 2;
+const FRAME_SIGNAL: u8 = 3;
+
+/// Length of a frame header on the wire.
+pub const FRAME_HEADER_LEN: usize = 5;
+
+impl Frame {
+    /// Serialises the frame.
+    pub fn encode(&self) -> Vec<u8> {
+        let (kind, payload): (u8, &[u8]) = match self {
+            Frame::Stdin(data) => (FRAME_STDIN, data),
+            Frame::StdinEof => (FRAME_STDIN_EOF, &[]),
+            Frame::Signal(sig) => (FRAME_SIGNAL, std::slice::from_ref(sig)),
+        };
+        let mut out = Vec::with_capacity(FRAME_HEADER_LEN + payload.len());
+        out.push(kind);
+        out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        out.extend_from_slice(payload);
+        out
+    }
+
+    /// Decodes one frame from the front of `buf`: `Ok(Some((frame, used)))`
+    /// when complete, `Ok(None)` when more bytes are needed.
+    pub fn decode(buf: &[u8]) -> Result<Option<(Frame, usize)>, ConfigError> {
+        let Some(header) = buf.get(..FRAME_HEADER_LEN) else {
+            return Ok(None);
+        };
+        let len = u32::from_le_bytes([header[1], header[2], header[3], header[4]]) as usize;
+        if len > MAX_STDIN_FRAME {
+            return Err(ConfigError(format!("frame of {len} bytes")));
+        }
+        let Some(payload) = buf.get(FRAME_HEADER_LEN..FRAME_HEADER_LEN + len) else {
+            return Ok(None);
+        };
+        let frame = match (header[0], payload) {
+            (FRAME_STDIN, data) => Frame::Stdin(data.to_vec()),
+            (FRAME_STDIN_EOF, []) => Frame::StdinEof,
+            (FRAME_SIGNAL, [sig]) => Frame::Signal(*sig),
+            (kind, _) => return Err(ConfigError(format!("bad frame kind {kind}"))),
+        };
+        Ok(Some((frame, FRAME_HEADER_LEN + len)))
+    }
+}
+
+/// A message guest → host on the control channel, one per line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The init has its channels open and accepts stdin frames.
+    Ready,
+    /// The binary started (its first instruction is near).
+    Started,
+    /// The guest consumed this many stdin bytes; the host may send more.
+    StdinAck(usize),
+    /// The binary was killed by this signal.
+    Signaled(i32),
+    /// The guest's OOM killer struck during the run.
+    OutOfMemory,
+    /// The init failed; the message says why.
+    Error(String),
+    /// The binary's exit code; the last event of a run.
+    ExitCode(i32),
+}
+
+const EV_READY: &str = "VIRTRUN_READY";
+const EV_STARTED: &str = "VIRTRUN_STARTED";
+const EV_ACK: &str = "VIRTRUN_STDIN_ACK: ";
+const EV_SIGNALED: &str = "VIRTRUN_SIGNALED: ";
+const EV_OOM: &str = "VIRTRUN_OOM";
+const EV_ERROR: &str = "VIRTRUN_ERROR: ";
+
+impl fmt::Display for Event {
+    /// The line for this event, without its newline.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::Ready => f.write_str(EV_READY),
+            Event::Started => f.write_str(EV_STARTED),
+            Event::StdinAck(n) => write!(f, "{EV_ACK}{n}"),
+            Event::Signaled(s) => write!(f, "{EV_SIGNALED}{s}"),
+            Event::OutOfMemory => f.write_str(EV_OOM),
+            // A newline would split the event; the message is for humans.
+            Event::Error(msg) => write!(f, "{EV_ERROR}{}", msg.replace('\n', " ")),
+            Event::ExitCode(code) => write!(f, "{EXIT_MARKER}{code}"),
+        }
+    }
+}
+
+impl Event {
+    /// Parses one line (without its line ending). The exit marker is found
+    /// anywhere in the line, as the original tool does, so that it is seen even
+    /// after output without a trailing newline on a shared console.
+    pub fn parse(line: &[u8]) -> Option<Event> {
+        let line = String::from_utf8_lossy(line);
+        let line = line.trim_end_matches('\r');
+        if let Some(pos) = line.find(EXIT_MARKER) {
+            let rest = &line[pos + EXIT_MARKER.len()..];
+            let end = rest
+                .char_indices()
+                .find(|&(i, c)| !(c.is_ascii_digit() || (i == 0 && c == '-')))
+                .map_or(rest.len(), |(i, _)| i);
+            return rest[..end].parse().ok().map(Event::ExitCode);
+        }
+        if let Some(n) = line.strip_prefix(EV_ACK) {
+            return n.parse().ok().map(Event::StdinAck);
+        }
+        if let Some(s) = line.strip_prefix(EV_SIGNALED) {
+            return s.parse().ok().map(Event::Signaled);
+        }
+        if let Some(msg) = line.strip_prefix(EV_ERROR) {
+            return Some(Event::Error(msg.to_string()));
+        }
+        match line {
+            EV_READY => Some(Event::Ready),
+            EV_STARTED => Some(Event::Started),
+            EV_OOM => Some(Event::OutOfMemory),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_round_trip_keeps_odd_bytes() {
+        let cfg = GuestConfig {
+            layout: Layout::Virtio,
+            log_device: "ttyAMA0".into(),
+            args: vec![
+                b"a b".to_vec(),
+                b"'\"\\".to_vec(),
+                "ü€".as_bytes().to_vec(),
+                b"".to_vec(),
+                b"\n\xff".to_vec(),
+            ],
+            verbose: true,
+        };
+        assert_eq!(GuestConfig::decode(&cfg.encode()).unwrap(), cfg);
+    }
+
+    #[test]
+    fn config_rejects_garbage() {
+        assert!(GuestConfig::decode(b"").is_err());
+        assert!(GuestConfig::decode(b"layout\0").is_err());
+        assert!(GuestConfig::decode(b"layout\0tape\0log\0x\0").is_err());
+        assert!(GuestConfig::decode(b"log\0ttyS0\0").is_err());
+    }
+
+    #[test]
+    fn frames_round_trip_in_pieces() {
+        let frames = vec![
+            Frame::Stdin(b"a\nb".to_vec()),
+            Frame::Stdin(vec![0xff; MAX_STDIN_FRAME]),
+            Frame::Signal(2),
+            Frame::StdinEof,
+        ];
+        let wire: Vec<u8> = frames.iter().flat_map(Frame::encode).collect();
+        let mut buf = Vec::new();
+        let mut got = Vec::new();
+        for chunk in wire.chunks(3) {
+            buf.extend_from_slice(chunk);
+            while let Some((frame, used)) = Frame::decode(&buf).unwrap() {
+                got.push(frame);
+                buf.drain(..used);
+            }
+        }
+        assert_eq!(got, frames);
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn oversized_or_unknown_frames_are_errors() {
+        assert!(Frame::decode(&[1, 0xff, 0xff, 0, 0]).is_err());
+        assert!(Frame::decode(&[9, 0, 0, 0, 0]).is_err());
+        assert!(Frame::decode(&[3, 0, 0, 0, 0]).is_err());
+    }
+
+    #[test]
+    fn events_round_trip() {
+        for ev in [
+            Event::Ready,
+            Event::Started,
+            Event::StdinAck(4096),
+            Event::Signaled(9),
+            Event::OutOfMemory,
+            Event::Error("exec /main: ENOENT".into()),
+            Event::ExitCode(0),
+            Event::ExitCode(255),
+            Event::ExitCode(-1),
+        ] {
+            assert_eq!(Event::parse(ev.to_string().as_bytes()), Some(ev));
+        }
+    }
+
+    #[test]
+    fn exit_marker_found_after_unterminated_output() {
+        assert_eq!(
+            Event::parse(b"no newline hereVIRTRUN_EXIT_CODE: 42\r"),
+            Some(Event::ExitCode(42))
+        );
+        assert_eq!(Event::parse(b"VIRTRUN_EXIT_CODE: x"), None);
+        assert_eq!(Event::parse(b"hello"), None);
+    }
+}

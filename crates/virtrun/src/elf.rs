@@ -1,0 +1,1 @@
+//! elf (in progress)

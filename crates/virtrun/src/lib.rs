@@ -1,0 +1,19 @@
+//! virtrun: run a binary in an isolated, throw-away QEMU guest.
+//!
+//! The flow runs one way, each stage handing a plain value to the next:
+//!
+//! ```text
+//! argv + VIRTRUN_ARGS + .virtrun-args
+//!   → config      (flag parsing, merging, validation)
+//!   → elf, libs   (architecture, interpreter, shared libraries)
+//!   → initramfs   (the plan: what goes where; then the newc archive)
+//!   → qemu        (argv and kernel command line)
+//!   → supervisor  (spawn, pump streams, collect events)
+//!   → outcome     (exit code and message)
+//! ```
+
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod elf;
+pub mod libs;

@@ -1,0 +1,1 @@
+//! libs (in progress)

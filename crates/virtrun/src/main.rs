@@ -1,0 +1,2 @@
+//! The virtrun command.
+fn main() {}
