@@ -1,1 +1,203 @@
-fn main() {}
+//! The default guest init of virtrun: sets the guest up, runs `/main` with
+//! its streams connected to the host, reports how it ended and powers off.
+//!
+//! All building blocks come from `virtrun-sysinit`; all knowledge of the
+//! host (channel roles, events, frames) from `virtrun-protocol`.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+use virtrun_protocol::{CONFIG_PATH, Event, Frame, GUEST_ENV, GuestConfig, MAIN_PATH, MODULES_DIR};
+use virtrun_sysinit::channel::{self, Channels, EventSender, FrameReader};
+use virtrun_sysinit::process::{self, Exit};
+use virtrun_sysinit::{fs, kmod, log, net, power};
+
+/// How long to wait for virtio ports to appear after their driver loaded.
+const PORT_WAIT: Duration = Duration::from_secs(10);
+
+/// Exit code reported when the init itself fails.
+const INIT_FAILED: i32 = 255;
+
+fn main() {
+    if !virtrun_sysinit::is_pid1() {
+        eprintln!("virtrun-init: must run as PID 1");
+        std::process::exit(INIT_FAILED);
+    }
+    set_guest_env();
+    if let Err(e) = run() {
+        log::error(&e.to_string());
+    }
+    power::shutdown()
+}
+
+/// Makes the init's own environment exactly [`GUEST_ENV`], in its order, for
+/// the binary to inherit: `Command::envs` would sort the variables.
+fn set_guest_env() {
+    for (key, _) in std::env::vars_os() {
+        // SAFETY: the init is still single-threaded here.
+        unsafe { std::env::remove_var(key) };
+    }
+    for (key, value) in GUEST_ENV {
+        // SAFETY: as above, no other thread exists yet.
+        unsafe { std::env::set_var(key, value) };
+    }
+}
+
+/// A failure before the control channel exists only reaches the kernel log.
+fn run() -> virtrun_sysinit::Result<()> {
+    fs::mount_essential()?;
+    fill_std_fds();
+    let raw = std::fs::read(CONFIG_PATH)
+        .map_err(|e| virtrun_sysinit::Error::new(format!("read {CONFIG_PATH}"), e))?;
+    fs::remove_if_exists(Path::new(CONFIG_PATH))?;
+    let config = GuestConfig::decode(&raw).map_err(|e| {
+        virtrun_sysinit::Error::new(
+            "decode config",
+            io::Error::new(io::ErrorKind::InvalidData, e),
+        )
+    })?;
+    for failure in fs::mount_optional() {
+        log::info(&failure.to_string());
+    }
+    // Modules first: they may provide the very drivers the channels need.
+    let loaded = kmod::load_dir(Path::new(MODULES_DIR));
+    let setup = loaded
+        .map(|n| {
+            if config.verbose {
+                log::info(&format!("loaded {n} modules"));
+            }
+        })
+        .and_then(|()| net::set_up("lo"))
+        .and_then(|()| fs::create_dev_links());
+    let channels = Channels::open(config.layout, PORT_WAIT)?;
+    let events = EventSender::new(clone(&channels.control)?);
+    let code = match setup {
+        Ok(()) => run_main(&config, channels, &events),
+        Err(e) => Err(e),
+    }
+    .unwrap_or_else(|e| {
+        let _ = events.send(&Event::Error(e.to_string()));
+        INIT_FAILED
+    });
+    events
+        .send(&Event::ExitCode(code))
+        .map_err(|e| virtrun_sysinit::Error::new("send exit code", e))
+}
+
+fn clone(file: &File) -> virtrun_sysinit::Result<File> {
+    file.try_clone()
+        .map_err(|e| virtrun_sysinit::Error::new("dup channel", e))
+}
+
+/// The kernel starts init with fds 0–2 closed when it has no console; later
+/// opens must not land there.
+fn fill_std_fds() {
+    while let Ok(null) = File::open("/dev/null") {
+        if null.as_raw_fd() > 2 {
+            break;
+        }
+        std::mem::forget(null);
+    }
+}
+
+/// Runs the binary with its streams on the channels; returns its exit code.
+fn run_main(
+    config: &GuestConfig,
+    channels: Channels,
+    events: &EventSender,
+) -> virtrun_sysinit::Result<i32> {
+    let oom_before = process::oom_kills();
+    let mut child = Command::new(MAIN_PATH)
+        .args(
+            config
+                .args
+                .iter()
+                .map(|a| std::ffi::OsString::from_vec(a.clone())),
+        )
+        .current_dir("/")
+        .arg0(MAIN_PATH)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| virtrun_sysinit::Error::new(format!("exec {MAIN_PATH}"), e))?;
+    let pid = child.id();
+    let _ = events.send(&Event::Started);
+
+    let (Some(stdin), Some(out), Some(err)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        unreachable!("all three streams were requested as pipes");
+    };
+    let Channels {
+        control,
+        stdout: out_port,
+        stderr: err_port,
+    } = channels;
+    let pumps = [pump(out, clone(&out_port)?), pump(err, clone(&err_port)?)];
+    forward_frames(FrameReader::new(control), stdin, pid, events.clone());
+    let _ = events.send(&Event::Ready);
+
+    let exit = process::reap(pid).map_err(|e| virtrun_sysinit::Error::new("wait for /main", e))?;
+    // Whatever the binary left running would keep its pipes open; the guest
+    // is about to end anyway.
+    process::kill_all();
+    for p in pumps {
+        let _ = p.join();
+    }
+    channel::drain(&out_port);
+    channel::drain(&err_port);
+
+    if process::oom_kills() > oom_before {
+        let _ = events.send(&Event::OutOfMemory);
+    }
+    if let Exit::Signal(sig) = exit {
+        let _ = events.send(&Event::Signaled(sig));
+    }
+    Ok(exit.code())
+}
+
+/// Copies a pipe of the binary to its channel until end-of-file.
+fn pump(mut from: impl io::Read + Send + 'static, mut to: File) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let _ = io::copy(&mut from, &mut to);
+    })
+}
+
+/// Feeds frames from the host: stdin into the binary (acknowledged once
+/// written, so the host never overruns the guest), signals to the binary.
+fn forward_frames(mut frames: FrameReader, stdin: ChildStdin, pid: u32, ack: EventSender) {
+    let (tx, rx) = mpsc::channel::<Vec<u8>>();
+    thread::spawn(move || {
+        let mut stdin = stdin;
+        for data in rx {
+            // A binary that closed its stdin just loses the rest; keep
+            // acknowledging so the host does not wait for it.
+            let _ = stdin.write_all(&data);
+            let _ = ack.send(&Event::StdinAck(data.len()));
+        }
+    });
+    thread::spawn(move || {
+        let mut tx = Some(tx);
+        while let Ok(Some(frame)) = frames.next_frame() {
+            match frame {
+                Frame::Stdin(data) => {
+                    if let Some(tx) = &tx {
+                        let _ = tx.send(data);
+                    }
+                }
+                Frame::StdinEof => tx = None,
+                Frame::Signal(sig) => {
+                    let _ = process::signal(pid, i32::from(sig));
+                }
+            }
+        }
+    });
+}

@@ -139,8 +139,6 @@ pub const STANDALONE_PORTS: usize = 2;
 pub struct GuestConfig {
     /// Which devices carry control and streams.
     pub layout: Layout,
-    /// Device name (under `/dev`) of the built-in UART the log uses, e.g. `ttyS0`.
-    pub log_device: String,
     /// Arguments for the binary (not including argv\[0\]).
     pub args: Vec<Vec<u8>>,
     /// Whether the init should narrate what it does on the log.
@@ -170,7 +168,6 @@ impl GuestConfig {
             out.push(0);
         };
         put(b"layout", self.layout.as_str().as_bytes());
-        put(b"log", self.log_device.as_bytes());
         put(b"verbose", if self.verbose { b"1" } else { b"0" });
         for arg in &self.args {
             put(b"arg", arg);
@@ -188,7 +185,6 @@ impl GuestConfig {
             return Err(ConfigError("odd number of fields".into()));
         }
         let mut layout = None;
-        let mut log_device = None;
         let mut verbose = false;
         let mut args = Vec::new();
         for pair in fields.chunks(2) {
@@ -199,7 +195,6 @@ impl GuestConfig {
                         ConfigError(format!("unknown layout {:?}", String::from_utf8_lossy(v)))
                     })?)
                 }
-                b"log" => log_device = Some(String::from_utf8_lossy(v).into_owned()),
                 b"verbose" => verbose = v == b"1",
                 b"arg" => args.push(v.to_vec()),
                 other => {
@@ -212,7 +207,6 @@ impl GuestConfig {
         }
         Ok(GuestConfig {
             layout: layout.ok_or_else(|| ConfigError("no layout".into()))?,
-            log_device: log_device.ok_or_else(|| ConfigError("no log device".into()))?,
             args,
             verbose,
         })
@@ -368,7 +362,6 @@ mod tests {
     fn config_round_trip_keeps_odd_bytes() {
         let cfg = GuestConfig {
             layout: Layout::Virtio,
-            log_device: "ttyAMA0".into(),
             args: vec![
                 b"a b".to_vec(),
                 b"'\"\\".to_vec(),
@@ -385,8 +378,9 @@ mod tests {
     fn config_rejects_garbage() {
         assert!(GuestConfig::decode(b"").is_err());
         assert!(GuestConfig::decode(b"layout\0").is_err());
-        assert!(GuestConfig::decode(b"layout\0tape\0log\0x\0").is_err());
-        assert!(GuestConfig::decode(b"log\0ttyS0\0").is_err());
+        assert!(GuestConfig::decode(b"layout\0tape\0").is_err());
+        assert!(GuestConfig::decode(b"verbose\x001\0").is_err());
+        assert!(GuestConfig::decode(b"layout\0serial\0color\0red\0").is_err());
     }
 
     #[test]

@@ -1,1 +1,1937 @@
-//! config (in progress)
+//! Command line: merging the argument sources, Go-`flag`-compatible parsing and
+//! validation into a [`Config`].
+//!
+//! virtrun is a drop-in replacement for the Go tool of the same name, so the flag
+//! syntax is that of Go's `flag` package, byte for byte:
+//!
+//! - `-name` and `--name` are the same; values as `-name value` or `-name=value`;
+//!   booleans as `-name`, `-name=true`, `-name=false` (a boolean never takes the
+//!   next word).
+//! - Parsing stops at the first word that does not start with `-` (or is exactly
+//!   `-`), or after `--`; that word is the binary, everything after it belongs to
+//!   the binary, untouched.
+//! - Flags are processed left to right and the first error wins; `-h`/`-help` asks
+//!   for help as soon as it is reached.
+//!
+//! The argument list is the concatenation of `VIRTRUN_ARGS` (split on whitespace),
+//! the lines of `./.virtrun-args` (environment variables expanded) and the command
+//! line, so later sources override single-value flags and extend list flags.
+//!
+//! [`parse`] is pure apart from `stat`-ing the named files: everything it reads
+//! from the process comes in through [`Sources`].
+
+use std::ffi::OsString;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Component, Path, PathBuf};
+
+/// Name of the per-directory argument file.
+const ARGS_FILE: &str = ".virtrun-args";
+/// Environment variable holding extra arguments.
+const ARGS_ENV: &str = "VIRTRUN_ARGS";
+
+const MEMORY_DEFAULT: u32 = 256;
+const MEMORY_MIN: u32 = 128;
+const MEMORY_MAX: u32 = 16384;
+const SMP_DEFAULT: u32 = 1;
+const SMP_MIN: u32 = 1;
+const SMP_MAX: u32 = 16;
+
+/// QEMU console transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// ISA serial ports (amd64 `q35`/`pc` only).
+    Isa,
+    /// Virtio over PCI.
+    Pci,
+    /// Virtio over MMIO.
+    Mmio,
+}
+
+impl Transport {
+    /// The name used on the command line: `isa`, `pci` or `mmio`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Isa => "isa",
+            Transport::Pci => "pci",
+            Transport::Mmio => "mmio",
+        }
+    }
+
+    fn from_bytes(value: &[u8]) -> Option<Self> {
+        [Transport::Isa, Transport::Pci, Transport::Mmio]
+            .into_iter()
+            .find(|t| t.as_str().as_bytes() == value)
+    }
+}
+
+/// Validated configuration of one run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Kernel image: absolute, an existing regular file.
+    pub kernel: PathBuf,
+    /// QEMU binary; `None` = default by arch. A value containing `/` is absolute
+    /// and an existing regular file; otherwise a bare command name to look up in
+    /// `PATH`.
+    pub qemu_bin: Option<PathBuf>,
+    /// QEMU machine type; `None` = default by arch.
+    pub machine: Option<String>,
+    /// QEMU CPU model; `None` = default by arch, `Some("")` = omit `-cpu`.
+    pub cpu: Option<String>,
+    /// Never use KVM.
+    pub no_kvm: bool,
+    /// Console transport; `None` = default by arch.
+    pub transport: Option<Transport>,
+    /// Guest memory in MiB, 128..=16384.
+    pub memory_mb: u32,
+    /// Guest CPUs, 1..=16.
+    pub smp: u32,
+    /// The binary itself is `/init`.
+    pub standalone: bool,
+    /// Keep go test file flags as they are.
+    pub no_go_test_flag_rewrite: bool,
+    /// Keep the initramfs archive and print its path.
+    pub keep_initramfs: bool,
+    /// Files for the guest's `/data`: absolute, existing regular files, in order.
+    pub add_files: Vec<PathBuf>,
+    /// Kernel modules to load: absolute, existing regular files, in order.
+    pub add_modules: Vec<PathBuf>,
+    /// Verbose guest kernel output.
+    pub verbose: bool,
+    /// Host-side debug log.
+    pub debug: bool,
+    /// The binary to run: absolute, an existing regular file.
+    pub binary: PathBuf,
+    /// Everything after the binary, untouched.
+    pub args: Vec<OsString>,
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "built once per process; boxing would only obscure the interface"
+)]
+pub enum Parsed {
+    /// Run a binary.
+    Run(Config),
+    /// `-h`/`-help`: print [`usage`] and exit 0.
+    Help,
+    /// `-version`: print the version and exit 0.
+    Version,
+}
+
+/// Everything parsing depends on, so that it is pure and testable.
+pub struct Sources<'a> {
+    /// argv without argv\[0\].
+    pub cmdline: Vec<OsString>,
+    /// Value of `VIRTRUN_ARGS`.
+    pub env_args: Option<OsString>,
+    /// Content of `./.virtrun-args`, `None` if missing.
+    pub args_file: Option<Vec<u8>>,
+    /// Current directory, for making paths absolute.
+    pub cwd: PathBuf,
+    /// Environment lookup for `$VAR` / `${VAR}` expansion in `.virtrun-args`.
+    pub getenv: &'a dyn Fn(&str) -> Option<OsString>,
+}
+
+fn process_getenv(name: &str) -> Option<OsString> {
+    std::env::var_os(name)
+}
+
+impl Sources<'static> {
+    /// Reads the real process state: argv, `VIRTRUN_ARGS`, `./.virtrun-args`
+    /// (missing = `None`, other read errors = `Err`) and the current directory.
+    pub fn from_process() -> std::io::Result<Sources<'static>> {
+        let cwd = std::env::current_dir()?;
+        let args_file = match std::fs::read(cwd.join(ARGS_FILE)) {
+            Ok(content) => Some(content),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(std::io::Error::new(e.kind(), format!("{ARGS_FILE}: {e}"))),
+        };
+        Ok(Sources {
+            cmdline: std::env::args_os().skip(1).collect(),
+            env_args: std::env::var_os(ARGS_ENV),
+            args_file,
+            cwd,
+            getenv: &process_getenv,
+        })
+    }
+}
+
+/// A command line error. Its `Display` is one line naming the flag and/or path.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A flag that does not exist.
+    #[error("flag provided but not defined: -{0}")]
+    UnknownFlag(String),
+    /// A word like `---x` or `-=x`.
+    #[error("bad flag syntax: {0}")]
+    BadSyntax(String),
+    /// A value flag at the end of the arguments.
+    #[error("flag needs an argument: -{0}")]
+    MissingArgument(&'static str),
+    /// A boolean flag with a value that is not a Go boolean.
+    #[error("invalid boolean value {value:?} for -{flag}: parse error")]
+    InvalidBool {
+        /// Flag name, without dash.
+        flag: &'static str,
+        /// The value given.
+        value: String,
+    },
+    /// A value that does not parse.
+    #[error("invalid value {value:?} for flag -{flag}: {reason}")]
+    InvalidValue {
+        /// Flag name, without dash.
+        flag: &'static str,
+        /// The value given.
+        value: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// A number outside the flag's range.
+    #[error("-{flag} must be between {min} and {max}, got {got}")]
+    OutOfRange {
+        /// Flag name, without dash.
+        flag: &'static str,
+        /// Smallest allowed value.
+        min: u32,
+        /// Largest allowed value.
+        max: u32,
+        /// The value given.
+        got: i64,
+    },
+    /// No `-kernel` (and neither help nor version asked for).
+    #[error("flag -kernel is required")]
+    KernelRequired,
+    /// Nothing after the flags.
+    #[error("no binary given")]
+    NoBinary,
+    /// A named file does not exist.
+    #[error("{what}: {}: no such file", path.display())]
+    Missing {
+        /// `-flag` or `binary`.
+        what: &'static str,
+        /// The absolute path.
+        path: PathBuf,
+    },
+    /// A named path exists but is not a regular file.
+    #[error("{what}: {}: not a regular file", path.display())]
+    NotRegular {
+        /// `-flag` or `binary`.
+        what: &'static str,
+        /// The absolute path.
+        path: PathBuf,
+    },
+    /// A named path cannot be examined.
+    #[error("{what}: {}: {reason}", path.display())]
+    Inaccessible {
+        /// `-flag` or `binary`.
+        what: &'static str,
+        /// The absolute path.
+        path: PathBuf,
+        /// The operating system's error.
+        reason: String,
+    },
+}
+
+impl ConfigError {
+    /// True for command line syntax errors, after which (as Go's `flag` does) the
+    /// usage text follows the message.
+    pub fn wants_usage(&self) -> bool {
+        !matches!(
+            self,
+            ConfigError::Missing { .. }
+                | ConfigError::NotRegular { .. }
+                | ConfigError::Inaccessible { .. }
+        )
+    }
+}
+
+/// The flags, one per variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flag {
+    AddFile,
+    AddModule,
+    Cpu,
+    Debug,
+    KeepInitramfs,
+    Kernel,
+    Machine,
+    Memory,
+    NoGoTestFlagRewrite,
+    NoKvm,
+    QemuBin,
+    Smp,
+    Standalone,
+    Transport,
+    Verbose,
+    Version,
+}
+
+/// One flag's spelling and help.
+struct FlagSpec {
+    flag: Flag,
+    name: &'static str,
+    /// Placeholder for the value in the usage text; `None` for booleans.
+    value: Option<&'static str>,
+    help: &'static str,
+}
+
+/// All flags, sorted by name as Go's usage lists them.
+const FLAGS: &[FlagSpec] = &[
+    FlagSpec {
+        flag: Flag::AddFile,
+        name: "addFile",
+        value: Some("path"),
+        help: "file to add to guest's /data dir. Flag may be used more than once, takes \
+               comma-separated lists; an empty value clears the list.",
+    },
+    FlagSpec {
+        flag: Flag::AddModule,
+        name: "addModule",
+        value: Some("path"),
+        help: "kernel module to add to guest, loaded in the given order. Flag may be used \
+               more than once, takes comma-separated lists; an empty value clears the list.",
+    },
+    FlagSpec {
+        flag: Flag::Cpu,
+        name: "cpu",
+        value: Some("name"),
+        help: "QEMU CPU type to use, empty omits -cpu (default depends on binary arch)",
+    },
+    FlagSpec {
+        flag: Flag::Debug,
+        name: "debug",
+        value: None,
+        help: "enable debug output",
+    },
+    FlagSpec {
+        flag: Flag::KeepInitramfs,
+        name: "keepInitramfs",
+        value: None,
+        help: "do not delete initramfs once qemu is done. Intended for debugging. \
+               The path to the file is printed on stderr",
+    },
+    FlagSpec {
+        flag: Flag::Kernel,
+        name: "kernel",
+        value: Some("path"),
+        help: "path to kernel to use (required)",
+    },
+    FlagSpec {
+        flag: Flag::Machine,
+        name: "machine",
+        value: Some("name"),
+        help: "QEMU machine type to use (default depends on binary arch)",
+    },
+    FlagSpec {
+        flag: Flag::Memory,
+        name: "memory",
+        value: Some("MB"),
+        help: "memory (in MB) for the QEMU VM, 128 to 16384 (default 256)",
+    },
+    FlagSpec {
+        flag: Flag::NoGoTestFlagRewrite,
+        name: "noGoTestFlagRewrite",
+        value: None,
+        help: "disable automatic go test flag rewrite for file based output.",
+    },
+    FlagSpec {
+        flag: Flag::NoKvm,
+        name: "nokvm",
+        value: None,
+        help: "disable hardware support",
+    },
+    FlagSpec {
+        flag: Flag::QemuBin,
+        name: "qemuBin",
+        value: Some("path"),
+        help: "QEMU binary to use (default depends on binary arch)",
+    },
+    FlagSpec {
+        flag: Flag::Smp,
+        name: "smp",
+        value: Some("N"),
+        help: "number of CPUs for the QEMU VM, 1 to 16 (default 1)",
+    },
+    FlagSpec {
+        flag: Flag::Standalone,
+        name: "standalone",
+        value: None,
+        help: "run first given file as init itself. Use this if it has virtrun support built in.",
+    },
+    FlagSpec {
+        flag: Flag::Transport,
+        name: "transport",
+        value: Some("type"),
+        help: "io transport type: isa, pci, mmio (default depends on binary arch)",
+    },
+    FlagSpec {
+        flag: Flag::Verbose,
+        name: "verbose",
+        value: None,
+        help: "enable verbose guest system output",
+    },
+    FlagSpec {
+        flag: Flag::Version,
+        name: "version",
+        value: None,
+        help: "show version and exit",
+    },
+];
+
+/// Usage text in the style of Go's `flag` package, for stderr.
+pub fn usage() -> String {
+    let mut out = String::from("Usage: virtrun [flags...] binary [args...]\n");
+    for spec in FLAGS {
+        let mut line = format!("  -{}", spec.name);
+        if let Some(value) = spec.value {
+            line.push(' ');
+            line.push_str(value);
+        }
+        // Go keeps one-letter flags on the same line as their help.
+        if line.len() <= 4 {
+            line.push('\t');
+        } else {
+            line.push_str("\n    \t");
+        }
+        out.push_str(&line);
+        out.push_str(spec.help);
+        out.push('\n');
+    }
+    out
+}
+
+/// Parses and validates the merged arguments of `src`.
+pub fn parse(src: &Sources) -> Result<Parsed, ConfigError> {
+    let words = merged_words(src);
+    let Some((raw, rest)) = parse_flags(&words)? else {
+        return Ok(Parsed::Help);
+    };
+    if raw.version {
+        return Ok(Parsed::Version);
+    }
+    raw.finish(rest, &src.cwd).map(Parsed::Run)
+}
+
+/// `VIRTRUN_ARGS`, then `.virtrun-args`, then the command line, as one list.
+fn merged_words(src: &Sources) -> Vec<OsString> {
+    let mut words: Vec<OsString> = Vec::new();
+    if let Some(env) = &src.env_args {
+        words.extend(
+            fields(env.as_bytes())
+                .into_iter()
+                .map(|w| OsString::from_vec(w.to_vec())),
+        );
+    }
+    if let Some(content) = &src.args_file {
+        // Like the original: expand the whole file, then split it into lines.
+        let expanded = expand(content, src.getenv);
+        words.extend(
+            expanded
+                .split(|&b| b == b'\n')
+                .map(trim_space)
+                .filter(|line| !line.is_empty())
+                .map(|line| OsString::from_vec(line.to_vec())),
+        );
+    }
+    words.extend(src.cmdline.iter().cloned());
+    words
+}
+
+/// Flag values as given, before the files are checked.
+struct Raw {
+    kernel: Option<OsString>,
+    qemu_bin: Option<OsString>,
+    machine: Option<String>,
+    cpu: Option<String>,
+    no_kvm: bool,
+    transport: Option<Transport>,
+    memory_mb: u32,
+    smp: u32,
+    standalone: bool,
+    no_go_test_flag_rewrite: bool,
+    keep_initramfs: bool,
+    add_files: Vec<OsString>,
+    add_modules: Vec<OsString>,
+    verbose: bool,
+    debug: bool,
+    version: bool,
+}
+
+impl Default for Raw {
+    fn default() -> Self {
+        Raw {
+            kernel: None,
+            qemu_bin: None,
+            machine: None,
+            cpu: None,
+            no_kvm: false,
+            transport: None,
+            memory_mb: MEMORY_DEFAULT,
+            smp: SMP_DEFAULT,
+            standalone: false,
+            no_go_test_flag_rewrite: false,
+            keep_initramfs: false,
+            add_files: Vec::new(),
+            add_modules: Vec::new(),
+            verbose: false,
+            debug: false,
+            version: false,
+        }
+    }
+}
+
+/// Go's `FlagSet.Parse`: returns the flag values and the positional words, or
+/// `None` when help was asked for.
+fn parse_flags(words: &[OsString]) -> Result<Option<(Raw, &[OsString])>, ConfigError> {
+    let mut raw = Raw::default();
+    let mut i = 0;
+    while let Some(word) = words.get(i) {
+        let w = word.as_bytes();
+        if w.len() < 2 || w[0] != b'-' {
+            break;
+        }
+        let mut dashes = 1;
+        if w[1] == b'-' {
+            dashes = 2;
+            if w.len() == 2 {
+                i += 1;
+                break;
+            }
+        }
+        let body = &w[dashes..];
+        if body.is_empty() || body[0] == b'-' || body[0] == b'=' {
+            return Err(ConfigError::BadSyntax(lossy(w)));
+        }
+        i += 1;
+        let (name, inline) = match body.iter().skip(1).position(|&b| b == b'=') {
+            Some(at) => (&body[..=at], Some(&body[at + 2..])),
+            None => (body, None),
+        };
+        let Some(spec) = FLAGS.iter().find(|s| s.name.as_bytes() == name) else {
+            if name == b"help" || name == b"h" {
+                return Ok(None);
+            }
+            return Err(ConfigError::UnknownFlag(lossy(name)));
+        };
+        let value = match (spec.value, inline) {
+            (_, Some(v)) => v,
+            (None, None) => b"true".as_slice(),
+            (Some(_), None) => {
+                let next = words
+                    .get(i)
+                    .ok_or(ConfigError::MissingArgument(spec.name))?;
+                i += 1;
+                next.as_bytes()
+            }
+        };
+        raw.set(spec, value)?;
+    }
+    Ok(Some((raw, &words[i..])))
+}
+
+impl Raw {
+    fn set(&mut self, spec: &FlagSpec, value: &[u8]) -> Result<(), ConfigError> {
+        let name = spec.name;
+        if spec.value.is_none() {
+            let on = parse_bool(value).ok_or_else(|| ConfigError::InvalidBool {
+                flag: name,
+                value: lossy(value),
+            })?;
+            match spec.flag {
+                Flag::Debug => self.debug = on,
+                Flag::KeepInitramfs => self.keep_initramfs = on,
+                Flag::NoGoTestFlagRewrite => self.no_go_test_flag_rewrite = on,
+                Flag::NoKvm => self.no_kvm = on,
+                Flag::Standalone => self.standalone = on,
+                Flag::Verbose => self.verbose = on,
+                Flag::Version => self.version = on,
+                other => unreachable!("-{name} ({other:?}) takes a value"),
+            }
+            return Ok(());
+        }
+        let invalid = |reason: &str| ConfigError::InvalidValue {
+            flag: name,
+            value: lossy(value),
+            reason: reason.to_owned(),
+        };
+        let text = || std::str::from_utf8(value).map_err(|_| invalid("not valid UTF-8"));
+        let os = || (!value.is_empty()).then(|| OsString::from_vec(value.to_vec()));
+        match spec.flag {
+            Flag::Kernel => self.kernel = os(),
+            Flag::QemuBin => self.qemu_bin = os(),
+            Flag::Machine => self.machine = Some(text()?.to_owned()).filter(|m| !m.is_empty()),
+            Flag::Cpu => self.cpu = Some(text()?.to_owned()),
+            Flag::Transport => {
+                let transport = Transport::from_bytes(value)
+                    .ok_or_else(|| invalid("unknown transport type (want isa, pci or mmio)"))?;
+                self.transport = Some(transport);
+            }
+            Flag::Memory => {
+                self.memory_mb = ranged(name, value, MEMORY_MIN, MEMORY_MAX, invalid)?;
+            }
+            Flag::Smp => self.smp = ranged(name, value, SMP_MIN, SMP_MAX, invalid)?,
+            Flag::AddFile => extend_list(&mut self.add_files, value),
+            Flag::AddModule => extend_list(&mut self.add_modules, value),
+            other => unreachable!("-{name} ({other:?}) is a boolean"),
+        }
+        Ok(())
+    }
+
+    fn finish(self, positional: &[OsString], cwd: &Path) -> Result<Config, ConfigError> {
+        let kernel = self.kernel.ok_or(ConfigError::KernelRequired)?;
+        let (binary, args) = positional.split_first().ok_or(ConfigError::NoBinary)?;
+        let kernel = regular_file("-kernel", &kernel, cwd)?;
+        let qemu_bin = match self.qemu_bin {
+            Some(q) if q.as_bytes().contains(&b'/') => Some(regular_file("-qemuBin", &q, cwd)?),
+            other => other.map(PathBuf::from),
+        };
+        let files = |what, list: Vec<OsString>| -> Result<Vec<PathBuf>, ConfigError> {
+            list.iter().map(|p| regular_file(what, p, cwd)).collect()
+        };
+        let add_files = files("-addFile", self.add_files)?;
+        let add_modules = files("-addModule", self.add_modules)?;
+        let binary = regular_file("binary", binary, cwd)?;
+        Ok(Config {
+            kernel,
+            qemu_bin,
+            machine: self.machine,
+            cpu: self.cpu,
+            no_kvm: self.no_kvm,
+            transport: self.transport,
+            memory_mb: self.memory_mb,
+            smp: self.smp,
+            standalone: self.standalone,
+            no_go_test_flag_rewrite: self.no_go_test_flag_rewrite,
+            keep_initramfs: self.keep_initramfs,
+            add_files,
+            add_modules,
+            verbose: self.verbose,
+            debug: self.debug,
+            binary,
+            args: args.to_vec(),
+        })
+    }
+}
+
+/// List flag rules: comma-separated items, empty items skipped, an empty value
+/// clears what came before.
+fn extend_list(list: &mut Vec<OsString>, value: &[u8]) {
+    if value.is_empty() {
+        list.clear();
+        return;
+    }
+    list.extend(
+        value
+            .split(|&b| b == b',')
+            .filter(|item| !item.is_empty())
+            .map(|item| OsString::from_vec(item.to_vec())),
+    );
+}
+
+/// An integer in Go syntax within `min..=max`.
+fn ranged(
+    flag: &'static str,
+    value: &[u8],
+    min: u32,
+    max: u32,
+    invalid: impl Fn(&str) -> ConfigError,
+) -> Result<u32, ConfigError> {
+    let text = std::str::from_utf8(value).map_err(|_| invalid("parse error"))?;
+    let got = parse_go_int(text).map_err(|e| invalid(e.as_str()))?;
+    u32::try_from(got)
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or(ConfigError::OutOfRange {
+            flag,
+            min,
+            max,
+            got,
+        })
+}
+
+/// Go's `strconv.ParseBool`.
+fn parse_bool(value: &[u8]) -> Option<bool> {
+    match value {
+        b"1" | b"t" | b"T" | b"true" | b"TRUE" | b"True" => Some(true),
+        b"0" | b"f" | b"F" | b"false" | b"FALSE" | b"False" => Some(false),
+        _ => None,
+    }
+}
+
+/// Why an integer did not parse, worded as Go's `flag` package words it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IntError {
+    Syntax,
+    Range,
+}
+
+impl IntError {
+    fn as_str(self) -> &'static str {
+        match self {
+            IntError::Syntax => "parse error",
+            IntError::Range => "value out of range",
+        }
+    }
+}
+
+/// Go's `strconv.ParseInt(s, 0, 64)`: optional sign, `0x`/`0o`/`0b` or a
+/// leading `0` (octal) selecting the base, `_` between digits.
+fn parse_go_int(s: &str) -> Result<i64, IntError> {
+    let (negative, unsigned) = match s.as_bytes().first() {
+        Some(b'+') => (false, &s[1..]),
+        Some(b'-') => (true, &s[1..]),
+        _ => (false, s),
+    };
+    let magnitude = parse_go_uint(unsigned)?;
+    if negative {
+        if magnitude > 1 << 63 {
+            return Err(IntError::Range);
+        }
+        Ok((magnitude as i64).wrapping_neg())
+    } else {
+        i64::try_from(magnitude).map_err(|_| IntError::Range)
+    }
+}
+
+/// Go's `strconv.ParseUint(s, 0, 64)`.
+fn parse_go_uint(s: &str) -> Result<u64, IntError> {
+    let b = s.as_bytes();
+    if b.is_empty() {
+        return Err(IntError::Syntax);
+    }
+    let (base, digits): (u32, &[u8]) = if b[0] == b'0' {
+        match b.get(1).map(u8::to_ascii_lowercase) {
+            Some(b'b') if b.len() >= 3 => (2, &b[2..]),
+            Some(b'o') if b.len() >= 3 => (8, &b[2..]),
+            Some(b'x') if b.len() >= 3 => (16, &b[2..]),
+            _ => (8, &b[1..]),
+        }
+    } else {
+        (10, b)
+    };
+    let mut n: u64 = 0;
+    let mut underscores = false;
+    for &c in digits {
+        if c == b'_' {
+            underscores = true;
+            continue;
+        }
+        let d = (c as char).to_digit(36).ok_or(IntError::Syntax)?;
+        if d >= base {
+            return Err(IntError::Syntax);
+        }
+        n = n
+            .checked_mul(u64::from(base))
+            .and_then(|n| n.checked_add(u64::from(d)))
+            .ok_or(IntError::Range)?;
+    }
+    if underscores && !underscore_ok(b) {
+        return Err(IntError::Syntax);
+    }
+    Ok(n)
+}
+
+/// Go's `strconv.underscoreOK`: every `_` sits between digits (a base prefix
+/// counts as a digit).
+fn underscore_ok(b: &[u8]) -> bool {
+    #[derive(PartialEq)]
+    enum Saw {
+        Start,
+        Digit,
+        Underscore,
+        Other,
+    }
+    let mut saw = Saw::Start;
+    let mut i = 0;
+    let mut hex = false;
+    if b.len() >= 2 && b[0] == b'0' && matches!(b[1].to_ascii_lowercase(), b'b' | b'o' | b'x') {
+        i = 2;
+        saw = Saw::Digit;
+        hex = b[1].eq_ignore_ascii_case(&b'x');
+    }
+    for &c in &b[i..] {
+        if c.is_ascii_digit() || hex && c.is_ascii_hexdigit() {
+            saw = Saw::Digit;
+        } else if c == b'_' {
+            if saw != Saw::Digit {
+                return false;
+            }
+            saw = Saw::Underscore;
+        } else if saw == Saw::Underscore {
+            return false;
+        } else {
+            saw = Saw::Other;
+        }
+    }
+    saw != Saw::Underscore
+}
+
+/// Splits `b` into units — one UTF-8 character, or one run of invalid bytes —
+/// each with its byte range and whether it is white space in Go's
+/// `unicode.IsSpace` sense (the same set as Rust's `char::is_whitespace`).
+fn space_units(b: &[u8]) -> Vec<(usize, usize, bool)> {
+    let mut units = Vec::new();
+    let mut pos = 0;
+    for chunk in b.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            units.push((pos, pos + c.len_utf8(), c.is_whitespace()));
+            pos += c.len_utf8();
+        }
+        let invalid = chunk.invalid().len();
+        if invalid > 0 {
+            units.push((pos, pos + invalid, false));
+            pos += invalid;
+        }
+    }
+    units
+}
+
+/// Go's `strings.Fields`.
+fn fields(b: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut start = None;
+    for (from, _, space) in space_units(b) {
+        match (space, start) {
+            (false, None) => start = Some(from),
+            (true, Some(s)) => {
+                out.push(&b[s..from]);
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        out.push(&b[s..]);
+    }
+    out
+}
+
+/// Go's `strings.TrimSpace`.
+fn trim_space(b: &[u8]) -> &[u8] {
+    let units = space_units(b);
+    let mut solid = units.iter().filter(|u| !u.2);
+    match (solid.next(), solid.next_back()) {
+        (Some(first), Some(last)) => &b[first.0..last.1],
+        (Some(only), None) => &b[only.0..only.1],
+        _ => &b[..0],
+    }
+}
+
+/// Go's `os.Expand`: `$NAME`, `${NAME}` and the shell's one-character special
+/// names; an unset variable expands to nothing, a `$` without a name stays.
+fn expand(s: &[u8], getenv: &dyn Fn(&str) -> Option<OsString>) -> Vec<u8> {
+    let lookup = |name: &[u8]| -> Vec<u8> {
+        std::str::from_utf8(name)
+            .ok()
+            .and_then(getenv)
+            .map(OsString::into_vec)
+            .unwrap_or_default()
+    };
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] != b'$' || i + 1 == s.len() {
+            out.push(s[i]);
+            i += 1;
+            continue;
+        }
+        let (name, width) = shell_name(&s[i + 1..]);
+        match name {
+            Some(name) => out.extend(lookup(name)),
+            // `$` followed by no name at all stays; bad `${` syntax is eaten.
+            None if width == 0 => out.push(b'$'),
+            None => {}
+        }
+        i += 1 + width;
+    }
+    out
+}
+
+/// Go's `os.getShellName`: the name after a `$` and how many bytes it spans.
+fn shell_name(s: &[u8]) -> (Option<&[u8]>, usize) {
+    let special = |c: u8| {
+        matches!(
+            c,
+            b'*' | b'#' | b'$' | b'@' | b'!' | b'?' | b'-' | b'0'..=b'9'
+        )
+    };
+    if s[0] == b'{' {
+        if s.len() > 2 && special(s[1]) && s[2] == b'}' {
+            return (Some(&s[1..2]), 3);
+        }
+        return match s.iter().position(|&c| c == b'}') {
+            Some(1) => (None, 2),
+            Some(end) => (Some(&s[1..end]), end + 1),
+            None => (None, 1),
+        };
+    }
+    if special(s[0]) {
+        return (Some(&s[..1]), 1);
+    }
+    let len = s
+        .iter()
+        .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_')
+        .count();
+    ((len > 0).then(|| &s[..len]), len)
+}
+
+/// `path` made absolute against `cwd` and cleaned lexically like Go's
+/// `filepath.Abs` (no symlinks resolved), checked to be an existing regular file.
+fn regular_file(what: &'static str, path: &OsString, cwd: &Path) -> Result<PathBuf, ConfigError> {
+    let path = absolute(cwd, Path::new(path));
+    match std::fs::metadata(&path) {
+        Ok(meta) if meta.is_file() => Ok(path),
+        Ok(_) => Err(ConfigError::NotRegular { what, path }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(ConfigError::Missing { what, path })
+        }
+        Err(e) => Err(ConfigError::Inaccessible {
+            what,
+            path,
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// Go's `filepath.Abs`: join onto `cwd` when relative, then `filepath.Clean`.
+fn absolute(cwd: &Path, path: &Path) -> PathBuf {
+    let joined = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        cwd.join(path)
+    };
+    let mut parts: Vec<Component> = Vec::new();
+    for part in joined.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir => match parts.last() {
+                Some(Component::Normal(_)) => {
+                    parts.pop();
+                }
+                Some(Component::RootDir | Component::Prefix(_)) => {}
+                _ => parts.push(part),
+            },
+            _ => parts.push(part),
+        }
+    }
+    if parts.is_empty() {
+        return PathBuf::from(".");
+    }
+    parts.iter().collect()
+}
+
+/// Bytes as text for messages.
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const KERNEL: &str = "/etc/hostname";
+    const BINARY: &str = "/usr/bin/env";
+    const OTHER: &str = "/etc/passwd";
+
+    fn no_env(_: &str) -> Option<OsString> {
+        None
+    }
+
+    fn os(words: &[&str]) -> Vec<OsString> {
+        words.iter().map(OsString::from).collect()
+    }
+
+    fn src(cmdline: &[&str]) -> Sources<'static> {
+        Sources {
+            cmdline: os(cmdline),
+            env_args: None,
+            args_file: None,
+            cwd: PathBuf::from("/"),
+            getenv: &no_env,
+        }
+    }
+
+    fn run(s: &Sources) -> Config {
+        match parse(s) {
+            Ok(Parsed::Run(config)) => config,
+            other => panic!("expected a run, got {other:?}"),
+        }
+    }
+
+    fn err(s: &Sources) -> ConfigError {
+        match parse(s) {
+            Err(e) => e,
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    fn run_args(cmdline: &[&str]) -> Config {
+        run(&src(cmdline))
+    }
+
+    fn err_msg(cmdline: &[&str]) -> String {
+        err(&src(cmdline)).to_string()
+    }
+
+    #[test]
+    fn minimal_run_has_defaults() {
+        let c = run_args(&["-kernel", KERNEL, BINARY]);
+        assert_eq!(
+            c,
+            Config {
+                kernel: PathBuf::from(KERNEL),
+                qemu_bin: None,
+                machine: None,
+                cpu: None,
+                no_kvm: false,
+                transport: None,
+                memory_mb: 256,
+                smp: 1,
+                standalone: false,
+                no_go_test_flag_rewrite: false,
+                keep_initramfs: false,
+                add_files: vec![],
+                add_modules: vec![],
+                verbose: false,
+                debug: false,
+                binary: PathBuf::from(BINARY),
+                args: vec![],
+            }
+        );
+    }
+
+    #[test]
+    fn every_flag_sets_its_field() {
+        let c = run_args(&[
+            "-kernel",
+            KERNEL,
+            "-qemuBin",
+            "qemu-system-x86_64",
+            "-machine",
+            "pc",
+            "-cpu",
+            "host",
+            "-nokvm",
+            "-transport",
+            "isa",
+            "-memory",
+            "1024",
+            "-smp",
+            "4",
+            "-standalone",
+            "-noGoTestFlagRewrite",
+            "-keepInitramfs",
+            "-addFile",
+            OTHER,
+            "-addModule",
+            KERNEL,
+            "-verbose",
+            "-debug",
+            BINARY,
+            "a",
+        ]);
+        assert_eq!(c.qemu_bin, Some(PathBuf::from("qemu-system-x86_64")));
+        assert_eq!(c.machine.as_deref(), Some("pc"));
+        assert_eq!(c.cpu.as_deref(), Some("host"));
+        assert!(c.no_kvm && c.standalone && c.no_go_test_flag_rewrite);
+        assert!(c.keep_initramfs && c.verbose && c.debug);
+        assert_eq!(c.transport, Some(Transport::Isa));
+        assert_eq!((c.memory_mb, c.smp), (1024, 4));
+        assert_eq!(c.add_files, vec![PathBuf::from(OTHER)]);
+        assert_eq!(c.add_modules, vec![PathBuf::from(KERNEL)]);
+        assert_eq!(c.args, os(&["a"]));
+    }
+
+    #[test]
+    fn value_forms_are_equivalent() {
+        for words in [
+            &["-memory", "512"][..],
+            &["--memory", "512"],
+            &["-memory=512"],
+            &["--memory=512"],
+        ] {
+            let mut cmdline = vec!["-kernel", KERNEL];
+            cmdline.extend_from_slice(words);
+            cmdline.push(BINARY);
+            assert_eq!(run_args(&cmdline).memory_mb, 512, "{words:?}");
+        }
+        assert_eq!(
+            run_args(&["--kernel=/etc/hostname", BINARY]).kernel,
+            PathBuf::from(KERNEL)
+        );
+    }
+
+    #[test]
+    fn value_keeps_everything_after_the_first_equals_sign() {
+        let c = run_args(&["-kernel", KERNEL, "-cpu=max,pmu=off", BINARY]);
+        assert_eq!(c.cpu.as_deref(), Some("max,pmu=off"));
+        let c = run_args(&["-kernel", KERNEL, "-machine=q35=x", BINARY]);
+        assert_eq!(c.machine.as_deref(), Some("q35=x"));
+    }
+
+    #[test]
+    fn value_flag_takes_next_word_even_if_it_looks_like_a_flag() {
+        let c = run_args(&["-kernel", KERNEL, "-cpu", "-debug", BINARY]);
+        assert_eq!(c.cpu.as_deref(), Some("-debug"));
+        assert!(!c.debug);
+    }
+
+    #[test]
+    fn bool_forms() {
+        let base = |flag: &str| run_args(&["-kernel", KERNEL, flag, BINARY]).no_kvm;
+        for on in [
+            "-nokvm",
+            "--nokvm",
+            "-nokvm=1",
+            "-nokvm=t",
+            "-nokvm=T",
+            "-nokvm=true",
+            "-nokvm=TRUE",
+            "-nokvm=True",
+        ] {
+            assert!(base(on), "{on}");
+        }
+        for off in [
+            "-nokvm=0",
+            "-nokvm=f",
+            "-nokvm=F",
+            "-nokvm=false",
+            "-nokvm=FALSE",
+            "-nokvm=False",
+            "--nokvm=false",
+        ] {
+            assert!(!base(off), "{off}");
+        }
+    }
+
+    #[test]
+    fn bool_never_eats_the_next_word() {
+        let c = run_args(&["-kernel", KERNEL, "-nokvm", BINARY, "false"]);
+        assert!(c.no_kvm);
+        assert_eq!(c.binary, PathBuf::from(BINARY));
+        assert_eq!(c.args, os(&["false"]));
+        // `-nokvm false`: "false" is the binary.
+        let e = err_msg(&["-kernel", KERNEL, "-nokvm", "false"]);
+        assert_eq!(e, "binary: /false: no such file");
+    }
+
+    #[test]
+    fn later_bool_wins() {
+        let c = run_args(&["-kernel", KERNEL, "-debug", "-debug=false", BINARY]);
+        assert!(!c.debug);
+    }
+
+    #[test]
+    fn invalid_bool() {
+        let e = err(&src(&["-kernel", KERNEL, "-nokvm=yes", BINARY]));
+        assert_eq!(
+            e.to_string(),
+            "invalid boolean value \"yes\" for -nokvm: parse error"
+        );
+        assert!(e.wants_usage());
+        let e = err_msg(&["-kernel", KERNEL, "-nokvm=", BINARY]);
+        assert_eq!(e, "invalid boolean value \"\" for -nokvm: parse error");
+    }
+
+    #[test]
+    fn double_dash_ends_flags() {
+        let c = run_args(&["-kernel", KERNEL, "--", BINARY, "-debug"]);
+        assert_eq!(c.binary, PathBuf::from(BINARY));
+        assert_eq!(c.args, os(&["-debug"]));
+        assert!(!c.debug);
+        // After `--`, even a flag-looking word is the binary.
+        let e = err_msg(&["-kernel", KERNEL, "--", "-debug"]);
+        assert_eq!(e, "binary: /-debug: no such file");
+        // Only the first `--` is consumed.
+        let c = run(&Sources {
+            cwd: PathBuf::from("/usr/bin"),
+            ..src(&["-kernel", KERNEL, "--", "env", "--", "x"])
+        });
+        assert_eq!(c.args, os(&["--", "x"]));
+    }
+
+    #[test]
+    fn single_dash_is_the_binary() {
+        let e = err(&src(&["-kernel", KERNEL, "-", "-debug"]));
+        assert_eq!(e.to_string(), "binary: /-: no such file");
+        assert!(!e.wants_usage());
+    }
+
+    #[test]
+    fn empty_word_is_the_binary() {
+        let e = err_msg(&["-kernel", KERNEL, "", "x"]);
+        assert_eq!(e, "binary: /: not a regular file");
+    }
+
+    #[test]
+    fn args_after_binary_are_verbatim() {
+        let c = run_args(&[
+            "-kernel", KERNEL, BINARY, "-kernel", "y", "--", "-", "a b", "-h", "--debug",
+        ]);
+        assert_eq!(c.kernel, PathBuf::from(KERNEL));
+        assert_eq!(
+            c.args,
+            os(&["-kernel", "y", "--", "-", "a b", "-h", "--debug"])
+        );
+        assert!(!c.debug);
+    }
+
+    #[test]
+    fn non_utf8_args_pass_through() {
+        let odd = OsString::from_vec(vec![0xff, b' ', 0xfe]);
+        let mut s = src(&["-kernel", KERNEL, BINARY]);
+        s.cmdline.push(odd.clone());
+        assert_eq!(run(&s).args, vec![odd]);
+    }
+
+    #[test]
+    fn bad_flag_syntax() {
+        for word in ["---x", "-=x", "--=x", "---"] {
+            let e = err(&src(&["-kernel", KERNEL, word, BINARY]));
+            assert_eq!(e.to_string(), format!("bad flag syntax: {word}"));
+            assert!(e.wants_usage());
+        }
+    }
+
+    #[test]
+    fn unknown_flag() {
+        let e = err(&src(&["-kernel", KERNEL, "-foo", BINARY]));
+        assert_eq!(e.to_string(), "flag provided but not defined: -foo");
+        assert!(e.wants_usage());
+        assert_eq!(
+            err_msg(&["--foo=bar", BINARY]),
+            "flag provided but not defined: -foo"
+        );
+        // Names are case-sensitive.
+        assert_eq!(
+            err_msg(&["-Kernel", KERNEL, BINARY]),
+            "flag provided but not defined: -Kernel"
+        );
+        assert_eq!(
+            err_msg(&["-qemu-bin", "x", BINARY]),
+            "flag provided but not defined: -qemu-bin"
+        );
+    }
+
+    #[test]
+    fn missing_argument() {
+        let e = err(&src(&["-kernel"]));
+        assert_eq!(e.to_string(), "flag needs an argument: -kernel");
+        assert!(e.wants_usage());
+        assert_eq!(
+            err_msg(&["-kernel", KERNEL, "--memory"]),
+            "flag needs an argument: -memory"
+        );
+    }
+
+    #[test]
+    fn help() {
+        for word in ["-h", "-help", "--help", "--h", "-help=false", "-h=1"] {
+            assert!(matches!(parse(&src(&[word])), Ok(Parsed::Help)), "{word}");
+        }
+        // Reached before any other problem: no kernel, no binary, unknown later.
+        assert!(matches!(
+            parse(&src(&["-debug", "-h", "-foo", "-memory", "1"])),
+            Ok(Parsed::Help)
+        ));
+        // An earlier error wins.
+        assert!(matches!(
+            parse(&src(&["-foo", "-h"])),
+            Err(ConfigError::UnknownFlag(_))
+        ));
+        assert!(matches!(
+            parse(&src(&["-memory", "64", "-h"])),
+            Err(ConfigError::OutOfRange { .. })
+        ));
+        // After the binary, -h belongs to the binary.
+        assert_eq!(
+            run_args(&["-kernel", KERNEL, BINARY, "-h"]).args,
+            os(&["-h"])
+        );
+    }
+
+    #[test]
+    fn version() {
+        assert!(matches!(parse(&src(&["-version"])), Ok(Parsed::Version)));
+        assert!(matches!(
+            parse(&src(&["--version", "/nonexistent", "x"])),
+            Ok(Parsed::Version)
+        ));
+        assert!(matches!(
+            parse(&src(&["-kernel", "/nonexistent", "-version=true"])),
+            Ok(Parsed::Version)
+        ));
+        // All flags must parse first.
+        assert!(matches!(
+            parse(&src(&["-version", "-smp", "99"])),
+            Err(ConfigError::OutOfRange { .. })
+        ));
+        // Turned off again by a later source.
+        let mut s = src(&["-version=false", "-kernel", KERNEL, BINARY]);
+        s.env_args = Some("-version".into());
+        assert!(matches!(parse(&s), Ok(Parsed::Run(_))));
+    }
+
+    #[test]
+    fn kernel_is_required() {
+        let e = err(&src(&[BINARY]));
+        assert_eq!(e.to_string(), "flag -kernel is required");
+        assert!(e.wants_usage());
+        // An empty value unsets it.
+        let mut s = src(&["-kernel=", BINARY]);
+        s.env_args = Some(format!("-kernel {KERNEL}").into());
+        assert!(matches!(parse(&s), Err(ConfigError::KernelRequired)));
+    }
+
+    #[test]
+    fn binary_is_required() {
+        let e = err(&src(&["-kernel", KERNEL]));
+        assert_eq!(e.to_string(), "no binary given");
+        assert!(e.wants_usage());
+        assert!(matches!(
+            parse(&src(&["-kernel", KERNEL, "--"])),
+            Err(ConfigError::NoBinary)
+        ));
+        // The kernel is checked for presence before the binary.
+        assert!(matches!(parse(&src(&[])), Err(ConfigError::KernelRequired)));
+    }
+
+    #[test]
+    fn memory_and_smp_ranges() {
+        let memory = |v: &str| parse(&src(&["-kernel", KERNEL, "-memory", v, BINARY]));
+        let smp = |v: &str| parse(&src(&["-kernel", KERNEL, "-smp", v, BINARY]));
+        for (v, want) in [
+            ("128", 128),
+            ("16384", 16384),
+            ("0x100", 256),
+            ("+512", 512),
+        ] {
+            match memory(v) {
+                Ok(Parsed::Run(c)) => assert_eq!(c.memory_mb, want, "{v}"),
+                other => panic!("{v}: {other:?}"),
+            }
+        }
+        for (v, want) in [("1", 1), ("16", 16), ("0b11", 3), ("010", 8), ("0o17", 15)] {
+            match smp(v) {
+                Ok(Parsed::Run(c)) => assert_eq!(c.smp, want, "{v}"),
+                other => panic!("{v}: {other:?}"),
+            }
+        }
+        let e = memory("64").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "-memory must be between 128 and 16384, got 64"
+        );
+        assert!(e.wants_usage());
+        assert_eq!(
+            memory("16385").unwrap_err().to_string(),
+            "-memory must be between 128 and 16384, got 16385"
+        );
+        assert_eq!(
+            memory("-1").unwrap_err().to_string(),
+            "-memory must be between 128 and 16384, got -1"
+        );
+        assert_eq!(
+            smp("0").unwrap_err().to_string(),
+            "-smp must be between 1 and 16, got 0"
+        );
+        assert_eq!(
+            smp("17").unwrap_err().to_string(),
+            "-smp must be between 1 and 16, got 17"
+        );
+        assert_eq!(
+            smp("99999999999").unwrap_err().to_string(),
+            "-smp must be between 1 and 16, got 99999999999"
+        );
+    }
+
+    #[test]
+    fn bad_numbers() {
+        let memory = |v: &str| err_msg(&["-kernel", KERNEL, "-memory", v, BINARY]);
+        assert_eq!(
+            memory("x"),
+            "invalid value \"x\" for flag -memory: parse error"
+        );
+        assert_eq!(
+            memory(""),
+            "invalid value \"\" for flag -memory: parse error"
+        );
+        assert_eq!(
+            memory("256MB"),
+            "invalid value \"256MB\" for flag -memory: parse error"
+        );
+        assert_eq!(
+            memory("99999999999999999999"),
+            "invalid value \"99999999999999999999\" for flag -memory: value out of range"
+        );
+        let e = err(&src(&["-kernel", KERNEL, "-smp=1.5", BINARY]));
+        assert!(e.wants_usage());
+        assert!(matches!(e, ConfigError::InvalidValue { flag: "smp", .. }));
+    }
+
+    #[test]
+    fn go_integer_syntax() {
+        use IntError::{Range, Syntax};
+        let cases: &[(&str, Result<i64, IntError>)] = &[
+            ("0", Ok(0)),
+            ("-0", Ok(0)),
+            ("+7", Ok(7)),
+            ("42", Ok(42)),
+            ("0x1F", Ok(31)),
+            ("0X1f", Ok(31)),
+            ("0b101", Ok(5)),
+            ("0B1", Ok(1)),
+            ("0o17", Ok(15)),
+            ("017", Ok(15)),
+            ("0_17", Ok(15)),
+            ("1_000", Ok(1000)),
+            ("0x_ff", Ok(255)),
+            ("0b1_0", Ok(2)),
+            ("-0x10", Ok(-16)),
+            ("9223372036854775807", Ok(i64::MAX)),
+            ("-9223372036854775808", Ok(i64::MIN)),
+            ("9223372036854775808", Err(Range)),
+            ("-9223372036854775809", Err(Range)),
+            ("18446744073709551616", Err(Range)),
+            ("", Err(Syntax)),
+            ("+", Err(Syntax)),
+            ("-", Err(Syntax)),
+            ("--1", Err(Syntax)),
+            ("0x", Err(Syntax)),
+            ("08", Err(Syntax)),
+            ("0b2", Err(Syntax)),
+            ("1__0", Err(Syntax)),
+            ("_1", Err(Syntax)),
+            ("1_", Err(Syntax)),
+            ("0x1_", Err(Syntax)),
+            (" 1", Err(Syntax)),
+            ("1e3", Err(Syntax)),
+            ("١", Err(Syntax)),
+        ];
+        for (s, want) in cases {
+            assert_eq!(parse_go_int(s), *want, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn transport_values() {
+        for (v, want) in [
+            ("isa", Transport::Isa),
+            ("pci", Transport::Pci),
+            ("mmio", Transport::Mmio),
+        ] {
+            let c = run_args(&["-kernel", KERNEL, "-transport", v, BINARY]);
+            assert_eq!(c.transport, Some(want));
+            assert_eq!(want.as_str(), v);
+        }
+        for v in ["PCI", "", "1", "virtio"] {
+            let e = err(&src(&["-kernel", KERNEL, "-transport", v, BINARY]));
+            assert!(
+                matches!(
+                    e,
+                    ConfigError::InvalidValue {
+                        flag: "transport",
+                        ..
+                    }
+                ),
+                "{v}: {e}"
+            );
+            assert!(e.wants_usage());
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("invalid value {v:?} for flag -transport: "))
+            );
+        }
+    }
+
+    #[test]
+    fn cpu_machine_qemu_bin_empty_values() {
+        let c = run_args(&[
+            "-kernel",
+            KERNEL,
+            "-cpu",
+            "",
+            "-machine=",
+            "-qemuBin=",
+            BINARY,
+        ]);
+        assert_eq!(c.cpu.as_deref(), Some(""));
+        assert_eq!(c.machine, None);
+        assert_eq!(c.qemu_bin, None);
+    }
+
+    #[test]
+    fn qemu_bin_path_or_command() {
+        let c = run_args(&["-kernel", KERNEL, "-qemuBin", "qemu-kvm", BINARY]);
+        assert_eq!(c.qemu_bin, Some(PathBuf::from("qemu-kvm")));
+        let c = run(&Sources {
+            cwd: PathBuf::from("/usr/lib"),
+            ..src(&["-kernel", KERNEL, "-qemuBin", "../bin/env", BINARY])
+        });
+        assert_eq!(c.qemu_bin, Some(PathBuf::from("/usr/bin/env")));
+        assert_eq!(
+            err_msg(&["-kernel", KERNEL, "-qemuBin", "/nonexistent/qemu", BINARY]),
+            "-qemuBin: /nonexistent/qemu: no such file"
+        );
+        assert_eq!(
+            err_msg(&["-kernel", KERNEL, "-qemuBin", "./usr", BINARY]),
+            "-qemuBin: /usr: not a regular file"
+        );
+    }
+
+    #[test]
+    fn relative_paths_are_made_absolute() {
+        let c = run(&Sources {
+            cwd: PathBuf::from("/usr"),
+            ..src(&[
+                "-kernel",
+                "../etc/hostname",
+                "-addFile",
+                "./bin/env,bin/../bin/env",
+                "-addModule",
+                "/etc/./passwd",
+                "bin/env",
+            ])
+        });
+        assert_eq!(c.kernel, PathBuf::from(KERNEL));
+        assert_eq!(c.binary, PathBuf::from(BINARY));
+        assert_eq!(
+            c.add_files,
+            vec![PathBuf::from(BINARY), PathBuf::from(BINARY)]
+        );
+        assert_eq!(c.add_modules, vec![PathBuf::from(OTHER)]);
+    }
+
+    #[test]
+    fn absolute_is_lexical() {
+        let cwd = Path::new("/a/b");
+        for (p, want) in [
+            ("x", "/a/b/x"),
+            ("./x/", "/a/b/x"),
+            ("../x", "/a/x"),
+            ("../../../x", "/x"),
+            ("/c//d/./e/../f", "/c/d/f"),
+            ("", "/a/b"),
+            ("/", "/"),
+        ] {
+            assert_eq!(absolute(cwd, Path::new(p)), PathBuf::from(want), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn symlinks_are_not_resolved() {
+        let dir = TempDir::new("symlink");
+        let link = dir.0.join("link");
+        std::os::unix::fs::symlink(BINARY, &link).unwrap();
+        let c = run(&Sources {
+            cwd: dir.0.clone(),
+            ..src(&["-kernel", KERNEL, "link"])
+        });
+        assert_eq!(c.binary, link);
+        // A dangling symlink is a missing file.
+        let dangling = dir.0.join("dangling");
+        std::os::unix::fs::symlink("/nonexistent", &dangling).unwrap();
+        let e = err(&Sources {
+            cwd: dir.0.clone(),
+            ..src(&["-kernel", KERNEL, "-addFile", "dangling", BINARY])
+        });
+        assert!(matches!(
+            e,
+            ConfigError::Missing {
+                what: "-addFile",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn missing_files_are_named() {
+        let e = err(&src(&["-kernel", "/nonexistent", BINARY]));
+        assert_eq!(e.to_string(), "-kernel: /nonexistent: no such file");
+        assert!(!e.wants_usage());
+        assert_eq!(
+            err_msg(&["-kernel", KERNEL, "-addFile", "/nonexistent", BINARY]),
+            "-addFile: /nonexistent: no such file"
+        );
+        assert_eq!(
+            err_msg(&["-kernel", KERNEL, "-addModule", "/nonexistent", BINARY]),
+            "-addModule: /nonexistent: no such file"
+        );
+        let e = err(&Sources {
+            cwd: PathBuf::from("/x"),
+            ..src(&["-kernel", KERNEL, "y"])
+        });
+        assert_eq!(e.to_string(), "binary: /x/y: no such file");
+        // A path through a regular file.
+        assert_eq!(
+            err_msg(&["-kernel", "/etc/hostname/x", BINARY])
+                .split(": ")
+                .take(2)
+                .collect::<Vec<_>>(),
+            ["-kernel", "/etc/hostname/x"]
+        );
+    }
+
+    #[test]
+    fn directories_are_rejected() {
+        let e = err(&src(&["-kernel", "/usr", BINARY]));
+        assert_eq!(e.to_string(), "-kernel: /usr: not a regular file");
+        assert!(!e.wants_usage());
+        assert_eq!(
+            err_msg(&["-kernel", KERNEL, "-addFile", "/usr/bin", BINARY]),
+            "-addFile: /usr/bin: not a regular file"
+        );
+        assert_eq!(
+            err_msg(&["-kernel", KERNEL, "/usr/bin"]),
+            "binary: /usr/bin: not a regular file"
+        );
+    }
+
+    #[test]
+    fn check_order_is_kernel_files_modules_binary() {
+        let e = err_msg(&[
+            "-kernel",
+            "/nonexistent/k",
+            "-addFile",
+            "/nonexistent/f",
+            "/nonexistent/b",
+        ]);
+        assert_eq!(e, "-kernel: /nonexistent/k: no such file");
+        let e = err_msg(&[
+            "-kernel",
+            KERNEL,
+            "-addModule",
+            "/nonexistent/m",
+            "-addFile",
+            "/nonexistent/f",
+            "/nonexistent/b",
+        ]);
+        assert_eq!(e, "-addFile: /nonexistent/f: no such file");
+    }
+
+    #[test]
+    fn list_flags_accumulate_split_and_clear() {
+        let c = run_args(&[
+            "-kernel",
+            KERNEL,
+            "-addFile",
+            OTHER,
+            "-addFile",
+            &format!(",{BINARY},,{KERNEL},"),
+            "-addModule",
+            OTHER,
+            "-addModule=",
+            "-addModule",
+            BINARY,
+            BINARY,
+        ]);
+        assert_eq!(
+            c.add_files,
+            vec![
+                PathBuf::from(OTHER),
+                PathBuf::from(BINARY),
+                PathBuf::from(KERNEL)
+            ]
+        );
+        assert_eq!(c.add_modules, vec![PathBuf::from(BINARY)]);
+        let c = run_args(&["-kernel", KERNEL, "-addFile", OTHER, "-addFile=", BINARY]);
+        assert!(c.add_files.is_empty());
+        let c = run_args(&["-kernel", KERNEL, "-addFile", ",", BINARY]);
+        assert!(c.add_files.is_empty());
+    }
+
+    #[test]
+    fn precedence_single_values() {
+        let s = Sources {
+            cmdline: os(&["-memory", "1024", BINARY]),
+            env_args: Some(
+                format!("-kernel {KERNEL} -memory 512 -smp 2 -machine env -cpu env").into(),
+            ),
+            args_file: Some(b"-smp\n3\n-machine=file\n".to_vec()),
+            ..src(&[])
+        };
+        let c = run(&s);
+        // cmdline over file over env; untouched values from wherever they were set.
+        assert_eq!(c.memory_mb, 1024);
+        assert_eq!(c.smp, 3);
+        assert_eq!(c.machine.as_deref(), Some("file"));
+        assert_eq!(c.cpu.as_deref(), Some("env"));
+        assert_eq!(c.kernel, PathBuf::from(KERNEL));
+    }
+
+    #[test]
+    fn precedence_lists_accumulate_in_order() {
+        let s = Sources {
+            cmdline: os(&["-addFile", OTHER, BINARY]),
+            env_args: Some(format!("-kernel {KERNEL} -addFile {KERNEL}").into()),
+            args_file: Some(format!("-addFile\n{BINARY}\n").into_bytes()),
+            ..src(&[])
+        };
+        assert_eq!(
+            run(&s).add_files,
+            vec![
+                PathBuf::from(KERNEL),
+                PathBuf::from(BINARY),
+                PathBuf::from(OTHER)
+            ]
+        );
+    }
+
+    #[test]
+    fn binary_may_come_from_a_file_or_env() {
+        // The sources are one list: a binary in VIRTRUN_ARGS ends the flags, so the
+        // command line becomes its arguments (as in the original).
+        let s = Sources {
+            cmdline: os(&["-debug"]),
+            env_args: Some(format!("-kernel {KERNEL} {BINARY}").into()),
+            ..src(&[])
+        };
+        let c = run(&s);
+        assert!(!c.debug);
+        assert_eq!(c.args, os(&["-debug"]));
+    }
+
+    #[test]
+    fn env_args_split_on_whitespace() {
+        let s = Sources {
+            env_args: Some(format!(" \t-kernel\n{KERNEL}\u{a0}-nokvm\r\n  ").into()),
+            ..src(&[BINARY])
+        };
+        let c = run(&s);
+        assert!(c.no_kvm);
+        assert_eq!(
+            fields(b"  a b\t\tc\xff d\xc2\xa0e\xe3\x80\x80 "),
+            [&b"a"[..], b"b", b"c\xff", b"d", b"e"]
+        );
+        assert!(fields(b"").is_empty());
+        assert!(fields(b" \n ").is_empty());
+        assert_eq!(fields(b"x"), [b"x"]);
+    }
+
+    #[test]
+    fn args_file_lines_trimmed_and_empty_skipped() {
+        let s = Sources {
+            args_file: Some(
+                format!("\n   -kernel  \n\t{KERNEL}\r\n\n  \n-cpu\nmax pmu=off\n-debug\n")
+                    .into_bytes(),
+            ),
+            ..src(&[BINARY])
+        };
+        let c = run(&s);
+        assert_eq!(c.kernel, PathBuf::from(KERNEL));
+        // One argument per line: inner spaces stay.
+        assert_eq!(c.cpu.as_deref(), Some("max pmu=off"));
+        assert!(c.debug);
+    }
+
+    #[test]
+    fn args_file_expands_variables() {
+        let env: HashMap<&str, &str> = [
+            ("KDIR", "/etc"),
+            ("NAME", "hostname"),
+            ("CPU", "  host  "),
+            ("TWO", "-debug\n-nokvm"),
+        ]
+        .into();
+        let getenv = |name: &str| env.get(name).map(OsString::from);
+        let s = Sources {
+            cmdline: os(&[BINARY]),
+            env_args: None,
+            args_file: Some(
+                b"-kernel\n$KDIR/${NAME}\n-cpu\n$CPU\n$UNSET\n${TWO}\n-machine\nq35$UNSET\n"
+                    .to_vec(),
+            ),
+            cwd: PathBuf::from("/"),
+            getenv: &getenv,
+        };
+        let c = run(&s);
+        assert_eq!(c.kernel, PathBuf::from(KERNEL));
+        // Expanded, then trimmed.
+        assert_eq!(c.cpu.as_deref(), Some("host"));
+        // Expansion happens before splitting into lines.
+        assert!(c.debug && c.no_kvm);
+        assert_eq!(c.machine.as_deref(), Some("q35"));
+    }
+
+    #[test]
+    fn expansion_follows_go_os_expand() {
+        let env: HashMap<&str, &str> = [("A", "x"), ("A_1", "y"), ("1", "one"), ("?", "q")].into();
+        let getenv = |name: &str| env.get(name).map(OsString::from);
+        let cases: &[(&[u8], &[u8])] = &[
+            (b"$A", b"x"),
+            (b"${A}", b"x"),
+            (b"$A_1", b"y"),
+            (b"${A}_1", b"x_1"),
+            (b"$A-b", b"x-b"),
+            (b"$1x", b"onex"),
+            (b"${1}", b"one"),
+            (b"$?", b"q"),
+            (b"${?}", b"q"),
+            (b"$B", b""),
+            (b"a$", b"a$"),
+            (b"$ a", b"$ a"),
+            (b"$/", b"$/"),
+            (b"${}", b""),
+            (b"x${A", b"xA"),
+            (b"$$", b""),
+            (b"${A B}", b""),
+            (b"\xff$A\xfe", b"\xffx\xfe"),
+            (b"no dollars", b"no dollars"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(
+                expand(input, &getenv),
+                want.to_vec(),
+                "{}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn trim_space_like_go() {
+        assert_eq!(trim_space(b"  a b \r"), b"a b");
+        assert_eq!(trim_space(b"\xc2\xa0x\xc2\x85"), b"x");
+        assert_eq!(trim_space(b" \xff "), b"\xff");
+        assert_eq!(trim_space(b"   "), b"");
+        assert_eq!(trim_space(b""), b"");
+        assert_eq!(trim_space(b"x"), b"x");
+    }
+
+    #[test]
+    fn flags_from_a_file_follow_go_syntax_too() {
+        let s = Sources {
+            args_file: Some(b"-bogus\n".to_vec()),
+            ..src(&["-kernel", KERNEL, BINARY])
+        };
+        assert_eq!(err(&s).to_string(), "flag provided but not defined: -bogus");
+    }
+
+    #[test]
+    fn non_utf8_string_value_is_rejected() {
+        let mut s = src(&["-kernel", KERNEL, "-machine"]);
+        s.cmdline.push(OsString::from_vec(vec![b'q', 0xff]));
+        s.cmdline.push(BINARY.into());
+        let e = err(&s);
+        assert!(matches!(
+            e,
+            ConfigError::InvalidValue {
+                flag: "machine",
+                ..
+            }
+        ));
+        assert!(!e.to_string().contains('\n'));
+    }
+
+    #[test]
+    fn errors_are_one_line() {
+        for cmdline in [
+            &["-foo"][..],
+            &["-kernel"],
+            &["-memory", "1"],
+            &["-nokvm=x"],
+            &["---"],
+            &[BINARY],
+            &["-kernel", KERNEL],
+            &["-kernel", "/nonexistent", BINARY],
+        ] {
+            let msg = err_msg(cmdline);
+            assert!(!msg.is_empty() && !msg.contains('\n'), "{msg:?}");
+        }
+    }
+
+    #[test]
+    fn usage_lists_every_flag_sorted() {
+        let names: Vec<&str> = FLAGS.iter().map(|s| s.name).collect();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        assert_eq!(names, sorted);
+        assert_eq!(
+            names,
+            [
+                "addFile",
+                "addModule",
+                "cpu",
+                "debug",
+                "keepInitramfs",
+                "kernel",
+                "machine",
+                "memory",
+                "noGoTestFlagRewrite",
+                "nokvm",
+                "qemuBin",
+                "smp",
+                "standalone",
+                "transport",
+                "verbose",
+                "version",
+            ]
+        );
+        let text = usage();
+        assert!(text.starts_with("Usage: virtrun [flags...] binary [args...]\n"));
+        assert!(text.contains("\n  -kernel path\n    \tpath to kernel to use"));
+        assert!(text.contains("\n  -nokvm\n    \t"));
+        assert!(text.contains(&format!("(default {MEMORY_DEFAULT})")));
+        assert!(text.contains(&format!("(default {SMP_DEFAULT})")));
+        assert!(text.contains(&format!("{MEMORY_MIN} to {MEMORY_MAX}")));
+        assert!(text.contains(&format!("{SMP_MIN} to {SMP_MAX}")));
+        let mut at = 0;
+        for name in names {
+            let found = text[at..]
+                .find(&format!("\n  -{name}"))
+                .unwrap_or_else(|| panic!("-{name} missing or out of order"));
+            at += found + 1;
+        }
+        assert!(text.ends_with('\n'));
+    }
+
+    #[test]
+    fn every_flag_is_reachable() {
+        // Each entry of the table parses (bools alone, the rest with a value).
+        for spec in FLAGS {
+            let mut raw = Raw::default();
+            let value: &[u8] = match spec.flag {
+                Flag::Memory => b"512",
+                Flag::Smp => b"2",
+                Flag::Transport => b"pci",
+                _ if spec.value.is_none() => b"true",
+                _ => b"x",
+            };
+            raw.set(spec, value).unwrap();
+        }
+    }
+
+    #[test]
+    fn from_process_reads_real_state() {
+        let s = Sources::from_process().unwrap();
+        assert_eq!(s.cwd, std::env::current_dir().unwrap());
+        assert_eq!((s.getenv)("PATH"), std::env::var_os("PATH"));
+        assert_eq!(s.env_args, std::env::var_os(ARGS_ENV));
+    }
+
+    /// A unique directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(tag: &str) -> Self {
+            use std::sync::atomic::{AtomicUsize, Ordering};
+            static COUNTER: AtomicUsize = AtomicUsize::new(0);
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let path = std::env::temp_dir().join(format!(
+                "virtrun-config-test-{}-{tag}-{n}",
+                std::process::id()
+            ));
+            std::fs::create_dir_all(&path).unwrap();
+            TempDir(path)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}

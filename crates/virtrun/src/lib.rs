@@ -15,5 +15,12 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod cpio;
 pub mod elf;
+pub mod initramfs;
 pub mod libs;
+pub mod outcome;
+pub mod qemu;
+pub mod run;
+pub mod supervisor;
+pub mod trace;

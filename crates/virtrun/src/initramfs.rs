@@ -1,0 +1,467 @@
+//! The initramfs: first a plan of what goes where (pure, no I/O), then the
+//! archive written from it.
+//!
+//! Layout (SPEC §2): `/init`, `/main`, `/data/<file>`, `/lib/<library>`,
+//! `/lib/modules/NNNN-<module>`, `/etc/hosts`, the empty mount points, and
+//! every host directory a library came from as a symlink to `/lib`, so that
+//! the interpreter path and RUNPATHs resolve inside the guest.
+
+use crate::cpio;
+use crate::libs::Resolved;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use virtrun_protocol as proto;
+
+/// Where the bytes of a file come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Content {
+    /// Bytes built into virtrun (the init).
+    Static(&'static [u8]),
+    /// Bytes made for this run (configuration, `/etc/hosts`).
+    Owned(Vec<u8>),
+    /// A host file, read (through symlinks) when the archive is written.
+    Host(PathBuf),
+}
+
+/// One node of the guest's root filesystem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    /// A directory.
+    Dir,
+    /// A regular file; `perm` None takes the host file's permission bits.
+    File {
+        /// Where the bytes come from.
+        content: Content,
+        /// Permission bits; None copies them from the host file.
+        perm: Option<u32>,
+    },
+    /// A symbolic link with this target.
+    Symlink(String),
+    /// A character device node.
+    CharDev(u32, u32),
+}
+
+/// Why a plan cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// Two inputs want the same guest path.
+    #[error("{path}: wanted by both {first} and {second}")]
+    Conflict {
+        /// Guest path.
+        path: String,
+        /// What was there.
+        first: String,
+        /// What wanted it too.
+        second: String,
+    },
+    /// A path has no usable file name.
+    #[error("{0}: has no file name")]
+    NoName(PathBuf),
+}
+
+/// Why the archive could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// Reading a host file failed.
+    #[error("{0}: {1}")]
+    Read(PathBuf, io::Error),
+    /// Writing the archive failed.
+    #[error("writing initramfs: {0}")]
+    Write(#[from] io::Error),
+}
+
+/// What goes into the archive.
+#[derive(Debug)]
+pub struct Input<'a> {
+    /// The init; None in standalone mode, where `/init` links to `/main`.
+    pub init: Option<&'static [u8]>,
+    /// The init's configuration (wrapped mode).
+    pub config: Option<Vec<u8>>,
+    /// The binary.
+    pub main: &'a Path,
+    /// `-addFile` files.
+    pub files: &'a [PathBuf],
+    /// `-addModule` files, in load order.
+    pub modules: &'a [PathBuf],
+    /// Shared libraries of the binary and the files.
+    pub libs: &'a Resolved,
+}
+
+/// The planned content of the archive: guest path (without leading `/`) → node.
+/// Sorted paths put every directory before its entries.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Plan {
+    entries: BTreeMap<String, Node>,
+}
+
+fn describe(node: &Node) -> String {
+    match node {
+        Node::Dir => "a directory".into(),
+        Node::File {
+            content: Content::Host(p),
+            ..
+        } => p.display().to_string(),
+        Node::File { .. } => "a generated file".into(),
+        Node::Symlink(t) => format!("a symlink to {t}"),
+        Node::CharDev(..) => "a device node".into(),
+    }
+}
+
+fn file_name(path: &Path) -> Result<String, PlanError> {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| PlanError::NoName(path.to_path_buf()))
+}
+
+const HOSTS: &[u8] = b"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
+
+impl Plan {
+    /// Plans the archive for `input`.
+    pub fn new(input: &Input<'_>) -> Result<Plan, PlanError> {
+        let mut plan = Plan::default();
+        for dir in [
+            "dev", "proc", "sys", "tmp", "run", "root", "data", "etc", "lib",
+        ] {
+            plan.add(dir, Node::Dir)?;
+        }
+        plan.add("dev/console", Node::CharDev(5, 1))?;
+        plan.add("etc/hosts", generated(HOSTS.to_vec()))?;
+        plan.add(rel(proto::MODULES_DIR), Node::Dir)?;
+        plan.add(rel(proto::MAIN_PATH), host_file(input.main, None))?;
+        match input.init {
+            Some(init) => plan.add(
+                rel(proto::INIT_PATH),
+                Node::File {
+                    content: Content::Static(init),
+                    perm: Some(0o755),
+                },
+            )?,
+            None => plan.add(
+                rel(proto::INIT_PATH),
+                Node::Symlink(proto::MAIN_PATH.into()),
+            )?,
+        }
+        if let Some(config) = &input.config {
+            plan.add(rel(proto::CONFIG_PATH), generated(config.clone()))?;
+        }
+        for file in input.files {
+            let path = format!("{}/{}", rel(proto::DATA_DIR), file_name(file)?);
+            plan.add(&path, host_file(file, None))?;
+        }
+        for (i, module) in input.modules.iter().enumerate() {
+            let path = format!(
+                "{}/{:04}-{}",
+                rel(proto::MODULES_DIR),
+                i + 1,
+                file_name(module)?
+            );
+            plan.add(&path, host_file(module, Some(0o644)))?;
+        }
+        for lib in &input.libs.libs {
+            let path = format!("{}/{}", rel(proto::LIB_DIR), lib.guest_name);
+            plan.add(&path, host_file(&lib.host_path, Some(0o755)))?;
+        }
+        plan.link_lib_dirs(&input.libs.dirs)?;
+        Ok(plan)
+    }
+
+    /// The planned entries in archive order.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &Node)> {
+        self.entries.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// Adds `node` at `path`, creating missing parent directories.
+    fn add(&mut self, path: &str, node: Node) -> Result<(), PlanError> {
+        let mut parent = String::new();
+        for part in Path::new(path)
+            .parent()
+            .into_iter()
+            .flat_map(Path::components)
+        {
+            if !parent.is_empty() {
+                parent.push('/');
+            }
+            parent.push_str(&part.as_os_str().to_string_lossy());
+            self.insert(parent.clone(), Node::Dir)?;
+        }
+        self.insert(path.to_string(), node)
+    }
+
+    fn insert(&mut self, path: String, node: Node) -> Result<(), PlanError> {
+        match self.entries.get(&path) {
+            None => {
+                self.entries.insert(path, node);
+                Ok(())
+            }
+            Some(existing) if *existing == node => Ok(()),
+            Some(existing) => Err(PlanError::Conflict {
+                first: describe(existing),
+                second: describe(&node),
+                path: format!("/{path}"),
+            }),
+        }
+    }
+
+    /// Makes every host library directory a symlink to `/lib`. Shorter paths
+    /// first, so that a directory below one that already is a link is
+    /// resolved through it instead of shadowing it.
+    fn link_lib_dirs(&mut self, dirs: &[PathBuf]) -> Result<(), PlanError> {
+        let lib = rel(proto::LIB_DIR);
+        let mut dirs: Vec<String> = dirs
+            .iter()
+            .map(|d| d.to_string_lossy().trim_matches('/').to_string())
+            .filter(|d| !d.is_empty())
+            .collect();
+        dirs.sort_by_key(|d| (d.len(), d.clone()));
+        dirs.dedup();
+        for dir in dirs {
+            let resolved = self.resolve_links(&dir);
+            if resolved == lib
+                || self.entries.get(&resolved) == Some(&Node::Symlink(proto::LIB_DIR.into()))
+            {
+                continue;
+            }
+            self.add(&resolved, Node::Symlink(proto::LIB_DIR.into()))?;
+        }
+        Ok(())
+    }
+
+    /// Rewrites `path` through the planned directory symlinks (all of which
+    /// point to `/lib`).
+    fn resolve_links(&self, path: &str) -> String {
+        let mut out = String::new();
+        for part in path.split('/') {
+            if !out.is_empty() {
+                out.push('/');
+            }
+            out.push_str(part);
+            if let Some(Node::Symlink(target)) = self.entries.get(&out)
+                && out != path
+            {
+                out = target.trim_start_matches('/').to_string();
+            }
+        }
+        out
+    }
+
+    /// Writes the archive to `out`, streaming file contents.
+    pub fn write<W: Write>(&self, out: W) -> Result<W, WriteError> {
+        let mut w = cpio::Writer::new(out);
+        for (path, node) in &self.entries {
+            match node {
+                Node::Dir => w.dir(path, 0o755)?,
+                Node::Symlink(target) => w.symlink(path, target)?,
+                Node::CharDev(major, minor) => w.char_dev(path, 0o600, *major, *minor)?,
+                Node::File { content, perm } => match content {
+                    Content::Static(bytes) => w.file(
+                        path,
+                        perm.unwrap_or(0o644),
+                        bytes.len() as u64,
+                        &mut &bytes[..],
+                    )?,
+                    Content::Owned(bytes) => w.file(
+                        path,
+                        perm.unwrap_or(0o644),
+                        bytes.len() as u64,
+                        &mut &bytes[..],
+                    )?,
+                    Content::Host(src) => {
+                        let read_err = |e| WriteError::Read(src.clone(), e);
+                        let mut file = File::open(src).map_err(read_err)?;
+                        let meta = file.metadata().map_err(read_err)?;
+                        let perm = perm.unwrap_or(meta.permissions().mode() & 0o7777);
+                        w.file(path, perm, meta.len(), &mut file)?;
+                    }
+                },
+            }
+        }
+        Ok(w.finish()?)
+    }
+}
+
+fn rel(path: &str) -> &str {
+    path.trim_start_matches('/')
+}
+
+fn generated(bytes: Vec<u8>) -> Node {
+    Node::File {
+        content: Content::Owned(bytes),
+        perm: Some(0o644),
+    }
+}
+
+fn host_file(path: &Path, perm: Option<u32>) -> Node {
+    Node::File {
+        content: Content::Host(path.to_path_buf()),
+        perm,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::libs::Lib;
+
+    fn resolved() -> Resolved {
+        Resolved {
+            libs: vec![
+                Lib {
+                    guest_name: "ld-linux-x86-64.so.2".into(),
+                    host_path: "/lib64/ld-linux-x86-64.so.2".into(),
+                },
+                Lib {
+                    guest_name: "libc.so.6".into(),
+                    host_path: "/lib/x86_64-linux-gnu/libc.so.6".into(),
+                },
+            ],
+            dirs: vec![
+                "/lib64".into(),
+                "/usr/lib/x86_64-linux-gnu".into(),
+                "/lib/x86_64-linux-gnu".into(),
+                "/usr/lib".into(),
+                "/lib".into(),
+            ],
+        }
+    }
+
+    fn plan(init: Option<&'static [u8]>) -> Plan {
+        Plan::new(&Input {
+            init,
+            config: Some(b"cfg".to_vec()),
+            main: Path::new("/usr/bin/tree"),
+            files: &["/usr/bin/bash".into(), "/etc/hostname".into()],
+            modules: &["/m/virtio.ko".into(), "/m/a/virtio_ring.ko.xz".into()],
+            libs: &resolved(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn layout_matches_the_spec() {
+        let plan = plan(Some(b"\x7fELF"));
+        let get = |p: &str| plan.entries.get(p).cloned();
+        assert_eq!(
+            get("main"),
+            Some(host_file(Path::new("/usr/bin/tree"), None))
+        );
+        assert!(matches!(
+            get("init"),
+            Some(Node::File {
+                content: Content::Static(_),
+                ..
+            })
+        ));
+        assert_eq!(
+            get("data/bash"),
+            Some(host_file(Path::new("/usr/bin/bash"), None))
+        );
+        assert!(get("data/hostname").is_some());
+        assert!(get("lib/libc.so.6").is_some());
+        assert!(get("lib/ld-linux-x86-64.so.2").is_some());
+        assert_eq!(
+            get("lib/modules/0001-virtio.ko"),
+            Some(host_file(Path::new("/m/virtio.ko"), Some(0o644)))
+        );
+        assert!(get("lib/modules/0002-virtio_ring.ko.xz").is_some());
+        assert_eq!(get("virtrun.config"), Some(generated(b"cfg".to_vec())));
+        for dir in [
+            "dev",
+            "proc",
+            "sys",
+            "tmp",
+            "run",
+            "root",
+            "data",
+            "lib/modules",
+        ] {
+            assert_eq!(get(dir), Some(Node::Dir), "{dir}");
+        }
+        assert_eq!(get("dev/console"), Some(Node::CharDev(5, 1)));
+        assert!(get("etc/hosts").is_some());
+    }
+
+    #[test]
+    fn library_dirs_become_links_to_lib() {
+        let plan = plan(None);
+        let link = Some(Node::Symlink("/lib".into()));
+        let get = |p: &str| plan.entries.get(p).cloned();
+        assert_eq!(get("lib64"), link);
+        assert_eq!(get("usr/lib"), link);
+        assert_eq!(get("usr"), Some(Node::Dir));
+        // Below /usr/lib (a link to /lib) the path resolves to /lib/x86_64-linux-gnu.
+        assert_eq!(get("lib/x86_64-linux-gnu"), link);
+        assert_eq!(get("usr/lib/x86_64-linux-gnu"), None);
+        assert_eq!(get("lib"), Some(Node::Dir));
+    }
+
+    #[test]
+    fn standalone_init_is_the_binary() {
+        let plan = plan(None);
+        assert_eq!(
+            plan.entries.get("init"),
+            Some(&Node::Symlink("/main".into()))
+        );
+    }
+
+    #[test]
+    fn parents_come_before_children() {
+        let plan = plan(Some(b""));
+        let names: Vec<&str> = plan.entries().map(|(p, _)| p).collect();
+        for (i, name) in names.iter().enumerate() {
+            if let Some(parent) = Path::new(name)
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+            {
+                let pos = names.iter().position(|n| Path::new(n) == parent).unwrap();
+                assert!(pos < i, "{parent:?} after {name}");
+            }
+        }
+    }
+
+    #[test]
+    fn same_name_twice_is_a_conflict() {
+        let err = Plan::new(&Input {
+            init: None,
+            config: None,
+            main: Path::new("/usr/bin/env"),
+            files: &["/usr/bin/env".into(), "/bin/env".into()],
+            modules: &[],
+            libs: &Resolved::default(),
+        })
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "/data/env: wanted by both /usr/bin/env and /bin/env"
+        );
+    }
+
+    #[test]
+    fn written_archive_reads_back() {
+        let dir = std::env::temp_dir().join(format!("virtrun-plan-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let main = dir.join("prog");
+        std::fs::write(&main, b"#!/bin/true\n").unwrap();
+        std::fs::set_permissions(&main, std::fs::Permissions::from_mode(0o750)).unwrap();
+        let plan = Plan::new(&Input {
+            init: Some(b"INIT"),
+            config: None,
+            main: &main,
+            files: &[],
+            modules: &[],
+            libs: &Resolved::default(),
+        })
+        .unwrap();
+        let archive = plan.write(Vec::new()).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let entries = cpio::read_archive(&archive).unwrap();
+        let find = |n: &str| entries.iter().find(|e| e.name == n).unwrap();
+        assert_eq!(find("main").data, b"#!/bin/true\n");
+        assert_eq!(find("main").mode, cpio::mode::FILE | 0o750);
+        assert_eq!(find("init").data, b"INIT");
+        assert_eq!(find("init").mode, cpio::mode::FILE | 0o755);
+        assert!(String::from_utf8_lossy(&find("etc/hosts").data).contains("127.0.0.1\tlocalhost"));
+    }
+}

@@ -1,0 +1,356 @@
+//! The QEMU invocation: per-architecture defaults, transport rules, the
+//! kernel command line and the argv, built from plain values (no I/O).
+
+use crate::config::{Config, Transport};
+use crate::elf::Arch;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use virtrun_protocol::{Layout, Role, STANDALONE_PORTS};
+
+/// What an architecture uses unless a flag says otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArchDefaults {
+    /// QEMU system emulator.
+    pub qemu_bin: &'static str,
+    /// Machine type.
+    pub machine: &'static str,
+    /// CPU model.
+    pub cpu: &'static str,
+    /// Console transport.
+    pub transport: Transport,
+    /// Name of the built-in UART the kernel log uses.
+    pub log_device: &'static str,
+}
+
+/// The defaults of `arch`.
+pub fn defaults(arch: Arch) -> ArchDefaults {
+    match arch {
+        Arch::Amd64 => ArchDefaults {
+            qemu_bin: "qemu-system-x86_64",
+            machine: "q35",
+            cpu: "max",
+            transport: Transport::Pci,
+            log_device: "ttyS0",
+        },
+        Arch::Arm64 => ArchDefaults {
+            qemu_bin: "qemu-system-aarch64",
+            machine: "virt",
+            cpu: "max",
+            transport: Transport::Mmio,
+            log_device: "ttyAMA0",
+        },
+        Arch::Riscv64 => ArchDefaults {
+            qemu_bin: "qemu-system-riscv64",
+            machine: "virt",
+            cpu: "max",
+            transport: Transport::Mmio,
+            log_device: "ttyS0",
+        },
+    }
+}
+
+/// Why the invocation cannot be built.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum QemuError {
+    /// The machine cannot carry the transport.
+    #[error("-transport {transport} does not work with -machine {machine}{hint}")]
+    Transport {
+        /// Requested transport.
+        transport: &'static str,
+        /// Requested machine.
+        machine: String,
+        /// What would work.
+        hint: &'static str,
+    },
+}
+
+/// Checks the transport against the machine (SPEC §6).
+pub fn check_transport(machine: &str, transport: Transport) -> Result<(), QemuError> {
+    let hint = match (machine, transport) {
+        ("virt", Transport::Isa) => ": use mmio or pci",
+        ("q35" | "pc", Transport::Mmio) => ": use pci or isa",
+        ("microvm", Transport::Pci) => ": use mmio or isa",
+        _ => return Ok(()),
+    };
+    Err(QemuError::Transport {
+        transport: transport.as_str(),
+        machine: machine.to_string(),
+        hint,
+    })
+}
+
+/// Everything the QEMU command line is made from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    /// Emulator to run.
+    pub qemu_bin: PathBuf,
+    /// Machine type.
+    pub machine: String,
+    /// CPU model; empty omits `-cpu`.
+    pub cpu: String,
+    /// Whether to use KVM.
+    pub kvm: bool,
+    /// Console transport.
+    pub transport: Transport,
+    /// Built-in UART for the kernel log.
+    pub log_device: &'static str,
+    /// Guest memory in MiB.
+    pub memory_mb: u32,
+    /// Guest CPUs.
+    pub smp: u32,
+    /// Kernel image.
+    pub kernel: PathBuf,
+    /// Initramfs archive.
+    pub initrd: PathBuf,
+    /// Verbose kernel log.
+    pub verbose: bool,
+    /// The binary is the init and expects the original tool's port numbering.
+    pub standalone: bool,
+}
+
+impl Invocation {
+    /// Fills the invocation from the config and the architecture's defaults.
+    pub fn new(config: &Config, arch: Arch, kvm: bool, initrd: PathBuf) -> Result<Self, QemuError> {
+        let d = defaults(arch);
+        let machine = config
+            .machine
+            .clone()
+            .unwrap_or_else(|| d.machine.to_string());
+        let transport = config.transport.unwrap_or(d.transport);
+        check_transport(&machine, transport)?;
+        Ok(Invocation {
+            qemu_bin: config.qemu_bin.clone().unwrap_or_else(|| d.qemu_bin.into()),
+            machine,
+            cpu: config.cpu.clone().unwrap_or_else(|| d.cpu.to_string()),
+            kvm,
+            transport,
+            log_device: d.log_device,
+            memory_mb: config.memory_mb,
+            smp: config.smp,
+            kernel: config.kernel.clone(),
+            initrd,
+            verbose: config.verbose,
+            standalone: config.standalone,
+        })
+    }
+
+    /// Which devices carry the channels beyond the log.
+    pub fn layout(&self) -> Layout {
+        match self.transport {
+            Transport::Isa => Layout::Serial,
+            Transport::Pci | Transport::Mmio => Layout::Virtio,
+        }
+    }
+
+    /// The channels QEMU must provide, in the order [`Invocation::args`]
+    /// expects their host ends.
+    pub fn channels(&self) -> Vec<Channel> {
+        if self.standalone {
+            (0..STANDALONE_PORTS).map(Channel::Port).collect()
+        } else {
+            Role::ALL.into_iter().map(Channel::Role).collect()
+        }
+    }
+
+    /// The kernel command line.
+    pub fn kernel_cmdline(&self) -> String {
+        let console = if self.standalone && self.layout() == Layout::Virtio {
+            "hvc0"
+        } else {
+            self.log_device
+        };
+        let mut parts = vec![
+            format!("console={console}"),
+            "panic=-1".into(),
+            "mitigations=off".into(),
+            "initcall_blacklist=ahci_pci_driver_init".into(),
+        ];
+        if self.smp == 1 {
+            parts.push("acpi=off".into());
+        }
+        parts.push(if self.verbose { "debug" } else { "quiet" }.into());
+        parts.join(" ")
+    }
+
+    /// The full argv (without the program). `fds[i]` is the host end of
+    /// `self.channels()[i]` as QEMU will see it.
+    pub fn args(&self, fds: &[i32]) -> Vec<OsString> {
+        let mut a: Vec<OsString> = Vec::new();
+        let mut push = |items: &[&str]| a.extend(items.iter().map(OsString::from));
+        push(&[
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-no-reboot",
+            "-nodefaults",
+            "-no-user-config",
+        ]);
+        push(&["-machine", &self.machine]);
+        if !self.cpu.is_empty() {
+            push(&["-cpu", &self.cpu]);
+        }
+        push(&["-accel", if self.kvm { "kvm" } else { "tcg" }]);
+        push(&[
+            "-m",
+            &self.memory_mb.to_string(),
+            "-smp",
+            &self.smp.to_string(),
+        ]);
+        a.push("-kernel".into());
+        a.push(self.kernel.clone().into());
+        a.push("-initrd".into());
+        a.push(self.initrd.clone().into());
+        let mut push = |items: &[&str]| a.extend(items.iter().map(OsString::from));
+        push(&["-append", &self.kernel_cmdline()]);
+
+        let virtio = self.layout() == Layout::Virtio;
+        if virtio {
+            let dev = match self.transport {
+                Transport::Pci => "virtio-serial-pci",
+                _ => "virtio-serial-device",
+            };
+            push(&["-device", &format!("{dev},id=vs,max_ports=8")]);
+        }
+        for (i, (channel, fd)) in self.channels().into_iter().zip(fds).enumerate() {
+            let id = format!("vr{i}");
+            push(&["-chardev", &format!("socket,id={id},fd={fd}")]);
+            let on_uart = !virtio || channel == Channel::Role(Role::Log);
+            if on_uart {
+                push(&["-serial", &format!("chardev:{id}")]);
+            } else {
+                let device = match channel {
+                    // The original's inits find their ports as consoles (hvcN).
+                    Channel::Port(_) => "virtconsole".to_string(),
+                    Channel::Role(role) => format!(
+                        "virtserialport,name={}",
+                        role.virtio_port_name().unwrap_or_default()
+                    ),
+                };
+                push(&["-device", &format!("{device},bus=vs.0,chardev={id}")]);
+            }
+        }
+        a
+    }
+}
+
+/// One channel between host and guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// A role of our own init's layout.
+    Role(Role),
+    /// A numbered port of the original tool's layout (standalone mode):
+    /// 0 is the console with the exit marker, 1 the binary's stdout.
+    Port(usize),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inv(transport: Transport) -> Invocation {
+        Invocation {
+            qemu_bin: "qemu-system-x86_64".into(),
+            machine: "q35".into(),
+            cpu: "max".into(),
+            kvm: false,
+            transport,
+            log_device: "ttyS0",
+            memory_mb: 256,
+            smp: 1,
+            kernel: "/k".into(),
+            initrd: "/tmp/i".into(),
+            verbose: false,
+            standalone: false,
+        }
+    }
+
+    fn joined(inv: &Invocation) -> String {
+        inv.args(&[3, 4, 5, 6])
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn isa_puts_every_channel_on_a_uart() {
+        let args = joined(&inv(Transport::Isa));
+        assert_eq!(
+            args,
+            "-display none -monitor none -no-reboot -nodefaults -no-user-config \
+             -machine q35 -cpu max -accel tcg -m 256 -smp 1 -kernel /k -initrd /tmp/i \
+             -append console=ttyS0 panic=-1 mitigations=off initcall_blacklist=ahci_pci_driver_init acpi=off quiet \
+             -chardev socket,id=vr0,fd=3 -serial chardev:vr0 \
+             -chardev socket,id=vr1,fd=4 -serial chardev:vr1 \
+             -chardev socket,id=vr2,fd=5 -serial chardev:vr2 \
+             -chardev socket,id=vr3,fd=6 -serial chardev:vr3"
+        );
+    }
+
+    #[test]
+    fn pci_keeps_the_log_on_a_uart_and_streams_on_virtio_ports() {
+        let args = joined(&inv(Transport::Pci));
+        assert!(args.contains("-device virtio-serial-pci,id=vs,max_ports=8"));
+        assert!(args.contains("-chardev socket,id=vr0,fd=3 -serial chardev:vr0"));
+        assert!(args.contains(
+            "-chardev socket,id=vr2,fd=5 -device virtserialport,name=virtrun.stdout,bus=vs.0,chardev=vr2"
+        ));
+        assert!(!args.contains("chardev:vr1"));
+    }
+
+    #[test]
+    fn mmio_uses_the_virtio_mmio_serial_device() {
+        let mut i = inv(Transport::Mmio);
+        i.machine = "microvm".into();
+        assert!(joined(&i).contains("-device virtio-serial-device,id=vs,max_ports=8"));
+    }
+
+    #[test]
+    fn cmdline_follows_flags() {
+        let mut i = inv(Transport::Isa);
+        i.smp = 2;
+        i.verbose = true;
+        assert_eq!(
+            i.kernel_cmdline(),
+            "console=ttyS0 panic=-1 mitigations=off initcall_blacklist=ahci_pci_driver_init debug"
+        );
+        i.cpu = String::new();
+        i.kvm = true;
+        let args = joined(&i);
+        assert!(!args.contains("-cpu"));
+        assert!(args.contains("-accel kvm"));
+    }
+
+    #[test]
+    fn transport_rules() {
+        assert!(check_transport("virt", Transport::Isa).is_err());
+        assert!(check_transport("virt", Transport::Mmio).is_ok());
+        assert!(check_transport("virt", Transport::Pci).is_ok());
+        assert!(check_transport("q35", Transport::Mmio).is_err());
+        assert!(check_transport("pc", Transport::Mmio).is_err());
+        assert!(check_transport("pc", Transport::Isa).is_ok());
+        assert!(check_transport("microvm", Transport::Pci).is_err());
+        assert_eq!(
+            check_transport("q35", Transport::Mmio)
+                .unwrap_err()
+                .to_string(),
+            "-transport mmio does not work with -machine q35: use pci or isa"
+        );
+    }
+
+    #[test]
+    fn standalone_uses_the_original_port_numbering() {
+        let mut i = inv(Transport::Pci);
+        i.standalone = true;
+        assert_eq!(i.channels(), vec![Channel::Port(0), Channel::Port(1)]);
+        assert!(i.kernel_cmdline().starts_with("console=hvc0 "));
+        let args = joined(&i);
+        assert!(
+            args.contains("-chardev socket,id=vr0,fd=3 -device virtconsole,bus=vs.0,chardev=vr0")
+        );
+        assert!(
+            args.contains("-chardev socket,id=vr1,fd=4 -device virtconsole,bus=vs.0,chardev=vr1")
+        );
+    }
+}

@@ -1,0 +1,99 @@
+//! One run, start to end: inspect, plan, pack, boot, supervise, decide.
+
+use crate::config::Config;
+use crate::elf::{self, Arch};
+use crate::initramfs::{Input, Plan};
+use crate::libs::Resolver;
+use crate::outcome::{self, Outcome};
+use crate::qemu::Invocation;
+use crate::supervisor;
+use crate::trace::Trace;
+use anyhow::{Context, Result, bail};
+use std::fs::File;
+use std::io::BufWriter;
+use std::os::unix::ffi::OsStrExt;
+use virtrun_protocol::GuestConfig;
+
+/// The default init for each architecture, built by `scripts/build-guest-init`.
+fn guest_init(arch: Arch) -> Option<&'static [u8]> {
+    match arch {
+        Arch::Amd64 => Some(include_bytes!("../../../guest/init-x86_64")),
+        Arch::Arm64 | Arch::Riscv64 => None,
+    }
+}
+
+/// Whether KVM can be used for a guest of `arch`.
+fn use_kvm(config: &Config, arch: Arch) -> bool {
+    !config.no_kvm
+        && Arch::host() == Some(arch)
+        && std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/kvm")
+            .is_ok()
+}
+
+/// Runs `config` and returns virtrun's outcome. Host-side failures are errors
+/// (exit 255); everything the guest did is in the outcome.
+pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
+    let info = elf::inspect(&config.binary).context("binary")?;
+    let Some(arch) = info.arch else {
+        bail!(
+            "binary: {}: unsupported architecture {} (supported: x86_64, aarch64, riscv64)",
+            config.binary.display(),
+            elf::machine_name(info.machine)
+        );
+    };
+    let init = if config.standalone {
+        None
+    } else {
+        Some(guest_init(arch).with_context(|| {
+            format!(
+                "no built-in init for {} binaries yet; use -standalone",
+                arch.name()
+            )
+        })?)
+    };
+    trace.log(|| format!("binary is {}", arch.name()));
+
+    let mut elves = vec![config.binary.as_path()];
+    elves.extend(config.add_files.iter().map(|p| p.as_path()));
+    let libs = Resolver::new(arch).resolve(&elves)?;
+    trace.log(|| format!("resolved {} libraries", libs.libs.len()));
+
+    let dir = tempfile::Builder::new()
+        .prefix("virtrun-")
+        .tempdir()
+        .context("creating temporary directory")?;
+    let archive = dir.path().join("initramfs.cpio");
+    let inv = Invocation::new(config, arch, use_kvm(config, arch), archive.clone())?;
+    let guest_config = GuestConfig {
+        layout: inv.layout(),
+        args: config.args.iter().map(|a| a.as_bytes().to_vec()).collect(),
+        verbose: config.verbose,
+    };
+    let plan = Plan::new(&Input {
+        init,
+        config: (!config.standalone).then(|| guest_config.encode()),
+        main: &config.binary,
+        files: &config.add_files,
+        modules: &config.add_modules,
+        libs: &libs,
+    })?;
+    let file = File::create(&archive).context("creating initramfs")?;
+    plan.write(BufWriter::with_capacity(256 * 1024, file))?
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .context("writing initramfs")?;
+    trace.log(|| format!("initramfs written: {}", archive.display()));
+
+    let report = supervisor::run(&inv, trace)?;
+    if config.keep_initramfs {
+        let kept = dir.keep();
+        eprintln!(
+            "virtrun: initramfs kept at {}",
+            kept.join("initramfs.cpio").display()
+        );
+    }
+    Ok(outcome::decide(&report))
+}

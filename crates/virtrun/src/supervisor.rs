@@ -1,0 +1,317 @@
+//! Runs QEMU and pumps the channels: the binary's stdout and stderr to ours,
+//! our stdin to the binary (framed and flow-controlled), events and the
+//! kernel log into a [`Report`] of how the run ended.
+//!
+//! Every channel is one end of a socket pair whose other end QEMU inherits as
+//! a `socket` chardev (`fd=N`): no paths, no ports, nothing that two runs at
+//! once could share.
+
+use crate::qemu::{Channel, Invocation};
+use crate::trace::Trace;
+use std::ffi::OsString;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::{self, JoinHandle};
+use virtrun_protocol::{Event, Frame, INIT_LOG_PREFIX, MAX_STDIN_FRAME, Role, STDIN_WINDOW};
+
+/// What the guest said and did, collected from all channels.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// The exit code the guest reported, if it did.
+    pub exit_code: Option<i32>,
+    /// The signal that killed the binary.
+    pub signaled: Option<i32>,
+    /// The guest ran out of memory (event or kernel log).
+    pub oom: bool,
+    /// The kernel's panic line.
+    pub panic: Option<String>,
+    /// Errors the init reported.
+    pub init_errors: Vec<String>,
+    /// How QEMU ended; None if it could not be waited for.
+    pub qemu_status: Option<ExitStatus>,
+    /// What QEMU printed on its stderr.
+    pub qemu_stderr: String,
+}
+
+/// Why QEMU could not be run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum SuperviseError {
+    /// Spawning failed.
+    #[error("cannot start {bin}: {source}")]
+    Spawn {
+        /// The emulator.
+        bin: String,
+        /// Why.
+        source: io::Error,
+    },
+    /// Setting up channels failed.
+    #[error("cannot create channels: {0}")]
+    Channels(io::Error),
+}
+
+/// Stdin flow control shared by the control reader and the stdin pump.
+#[derive(Debug, Default)]
+struct Flow {
+    ready: bool,
+    done: bool,
+    in_flight: usize,
+}
+
+type Shared = Arc<(Mutex<Flow>, Condvar)>;
+
+/// First fd QEMU sees its channel ends at.
+const FIRST_CHANNEL_FD: i32 = 3;
+
+/// Runs the guest to the end and reports what happened.
+pub fn run(inv: &Invocation, trace: &Trace) -> Result<Report, SuperviseError> {
+    let channels = inv.channels();
+    let mut host_ends = Vec::new();
+    let mut qemu_ends: Vec<OwnedFd> = Vec::new();
+    for _ in &channels {
+        let (host, qemu) = UnixStream::pair().map_err(SuperviseError::Channels)?;
+        host_ends.push(host);
+        qemu_ends.push(qemu.into());
+    }
+    let fds: Vec<i32> = (0..channels.len() as i32)
+        .map(|i| FIRST_CHANNEL_FD + i)
+        .collect();
+    let args = inv.args(&fds);
+    trace.log(|| {
+        let line: Vec<String> = std::iter::once(inv.qemu_bin.as_os_str().to_os_string())
+            .chain(args.iter().cloned())
+            .map(|a: OsString| a.to_string_lossy().into_owned())
+            .collect();
+        format!("QEMU command line: {}", line.join(" "))
+    });
+
+    let mut cmd = Command::new(&inv.qemu_bin);
+    cmd.args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let raw: Vec<i32> = qemu_ends.iter().map(AsRawFd::as_raw_fd).collect();
+    // SAFETY: the closure only calls fcntl(2) and dup2(2), which are
+    // async-signal-safe, and touches no memory but the captured Vec, which is
+    // read-only here.
+    unsafe {
+        cmd.pre_exec(move || place_fds(&raw));
+    }
+    let mut child = cmd.spawn().map_err(|source| SuperviseError::Spawn {
+        bin: inv.qemu_bin.display().to_string(),
+        source,
+    })?;
+    drop(qemu_ends);
+    trace.log(|| "QEMU started".into());
+
+    let flow: Shared = Arc::default();
+    let report = Arc::new(Mutex::new(Report::default()));
+    let mut readers: Vec<JoinHandle<()>> = Vec::new();
+    let qemu_stderr = child.stderr.take().map(|mut s| {
+        thread::spawn(move || {
+            let mut text = String::new();
+            let _ = s.read_to_string(&mut text);
+            text
+        })
+    });
+
+    for (channel, stream) in channels.iter().zip(host_ends) {
+        let report = Arc::clone(&report);
+        let flow = Arc::clone(&flow);
+        let verbose = inv.verbose;
+        let trace = trace.clone();
+        let handle = match *channel {
+            Channel::Role(Role::Log) => {
+                thread::spawn(move || read_log(stream, verbose, false, &report))
+            }
+            Channel::Port(0) => thread::spawn(move || read_log(stream, verbose, true, &report)),
+            Channel::Role(Role::Control) => {
+                let writer = stream.try_clone().map_err(SuperviseError::Channels)?;
+                let flow_in = Arc::clone(&flow);
+                thread::spawn(move || pump_stdin(writer, &flow_in));
+                thread::spawn(move || read_control(stream, &flow, &report, &trace))
+            }
+            Channel::Role(Role::Stdout) | Channel::Port(1) => {
+                thread::spawn(move || copy_out(stream, io::stdout().lock()))
+            }
+            Channel::Role(Role::Stderr) => {
+                thread::spawn(move || copy_out(stream, io::stderr().lock()))
+            }
+            Channel::Port(_) => thread::spawn(move || copy_out(stream, io::sink())),
+        };
+        readers.push(handle);
+    }
+
+    let status = child.wait().ok();
+    trace.log(|| format!("QEMU exited: {status:?}"));
+    for r in readers {
+        let _ = r.join();
+    }
+    {
+        let (lock, cv) = &*flow;
+        lock.lock().unwrap_or_else(|p| p.into_inner()).done = true;
+        cv.notify_all();
+    }
+    let mut report = report.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    report.qemu_status = status;
+    report.qemu_stderr = qemu_stderr.and_then(|h| h.join().ok()).unwrap_or_default();
+    Ok(report)
+}
+
+/// In the child before exec: puts `fds[i]` at `FIRST_CHANNEL_FD + i`, without
+/// close-on-exec. Two steps, so that no source is overwritten before it moved.
+fn place_fds(fds: &[i32]) -> io::Result<()> {
+    let above = FIRST_CHANNEL_FD + fds.len() as i32;
+    let mut moved = Vec::with_capacity(fds.len());
+    for &fd in fds {
+        // SAFETY: fcntl(2) on an fd we own; async-signal-safe.
+        let tmp = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, above) };
+        if tmp < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        moved.push(tmp);
+    }
+    for (i, tmp) in moved.into_iter().enumerate() {
+        // SAFETY: dup2(2) onto a fixed number; async-signal-safe. The new fd
+        // does not have close-on-exec.
+        if unsafe { libc::dup2(tmp, FIRST_CHANNEL_FD + i as i32) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+fn lock(report: &Mutex<Report>) -> std::sync::MutexGuard<'_, Report> {
+    report.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Lines of the kernel log that mean the guest kernel gave up.
+const PANIC: &str = "Kernel panic - not syncing";
+/// Lines of the kernel log that mean the OOM killer struck.
+const OOM: [&str; 2] = ["Out of memory:", "oom-kill:"];
+
+/// Reads the kernel log: shows all of it with `verbose`, otherwise only the
+/// init's messages and the lines that explain a failure. In standalone mode
+/// this is also where the exit marker arrives.
+fn read_log(stream: UnixStream, verbose: bool, has_marker: bool, report: &Mutex<Report>) {
+    let mut reader = BufReader::new(stream);
+    let mut line = Vec::new();
+    let mut in_panic = false;
+    let stderr = io::stderr();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim_end_matches(['\n', '\r']);
+        if has_marker && let Some(Event::ExitCode(code)) = Event::parse(text.as_bytes()) {
+            lock(report).exit_code = Some(code);
+            continue;
+        }
+        if let Some(pos) = text.find(PANIC) {
+            lock(report).panic = Some(text[pos..].to_string());
+            in_panic = true;
+        }
+        if OOM.iter().any(|p| text.contains(p)) {
+            lock(report).oom = true;
+        }
+        let shown = if verbose || in_panic {
+            Some(text)
+        } else {
+            text.find(INIT_LOG_PREFIX).map(|pos| &text[pos..])
+        };
+        if let Some(shown) = shown {
+            let _ = writeln!(stderr.lock(), "{shown}");
+        }
+    }
+}
+
+/// Reads events from the init.
+fn read_control(stream: UnixStream, flow: &Shared, report: &Mutex<Report>, trace: &Trace) {
+    let mut reader = BufReader::new(stream);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let Some(event) = Event::parse(line.strip_suffix(b"\n").unwrap_or(&line)) else {
+            continue;
+        };
+        if !matches!(event, Event::StdinAck(_)) {
+            trace.log(|| format!("guest event: {event}"));
+        }
+        let (lock_flow, cv) = &**flow;
+        match event {
+            Event::Ready => {
+                lock_flow.lock().unwrap_or_else(|p| p.into_inner()).ready = true;
+                cv.notify_all();
+            }
+            Event::StdinAck(n) => {
+                let mut f = lock_flow.lock().unwrap_or_else(|p| p.into_inner());
+                f.in_flight = f.in_flight.saturating_sub(n);
+                cv.notify_all();
+            }
+            Event::Started => {}
+            Event::Signaled(sig) => lock(report).signaled = Some(sig),
+            Event::OutOfMemory => lock(report).oom = true,
+            Event::Error(msg) => lock(report).init_errors.push(msg),
+            Event::ExitCode(code) => lock(report).exit_code = Some(code),
+        }
+    }
+}
+
+/// Sends our stdin to the guest once it is ready, never more than
+/// [`STDIN_WINDOW`] bytes ahead of what it acknowledged, then end-of-file.
+/// Runs detached: it may block on a stdin that never ends.
+fn pump_stdin(mut control: UnixStream, flow: &Shared) {
+    let (lock, cv) = &**flow;
+    let wait_until = |pred: &dyn Fn(&Flow) -> bool| -> bool {
+        let mut f = lock.lock().unwrap_or_else(|p| p.into_inner());
+        while !pred(&f) && !f.done {
+            f = cv.wait(f).unwrap_or_else(|p| p.into_inner());
+        }
+        !f.done
+    };
+    if !wait_until(&|f| f.ready) {
+        return;
+    }
+    let mut stdin = io::stdin().lock();
+    let mut buf = vec![0u8; MAX_STDIN_FRAME];
+    loop {
+        let n = match stdin.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => 0,
+        };
+        if n == 0 {
+            let _ = control.write_all(&Frame::StdinEof.encode());
+            return;
+        }
+        if !wait_until(&|f| f.in_flight + n <= STDIN_WINDOW) {
+            return;
+        }
+        lock.lock().unwrap_or_else(|p| p.into_inner()).in_flight += n;
+        if control
+            .write_all(&Frame::Stdin(buf[..n].to_vec()).encode())
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Copies a stream to one of our outputs, byte for byte. If the output goes
+/// away (a closed pipe), the rest is still read and dropped: a guest that
+/// cannot write would never finish.
+fn copy_out(mut from: UnixStream, mut to: impl Write) {
+    let _ = io::copy(&mut from, &mut to);
+    let _ = to.flush();
+    let _ = io::copy(&mut from, &mut io::sink());
+}
