@@ -10,7 +10,9 @@ use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{ChildStdin, Command, Stdio};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
@@ -114,7 +116,30 @@ fn run_main(
     events: &EventSender,
 ) -> virtrun_sysinit::Result<i32> {
     let oom_before = process::oom_kills();
-    let mut child = Command::new(MAIN_PATH)
+    let pipe = || io::pipe().map_err(|e| virtrun_sysinit::Error::new("create pipe", e));
+    let ((stdin_r, stdin_w), (out_r, out_w), (err_r, err_w)) = (pipe()?, pipe()?, pipe()?);
+    let Channels {
+        control,
+        stdout: out_port,
+        stderr: err_port,
+    } = channels;
+    let pumps = [
+        pump(out_r, clone(&out_port)?),
+        pump(err_r, clone(&err_port)?),
+    ];
+    // Stdin is accepted before the binary exists, so the host can start
+    // sending while the binary starts up.
+    let pid = Arc::new(AtomicU32::new(0));
+    forward_frames(
+        FrameReader::new(control),
+        stdin_w,
+        Arc::clone(&pid),
+        events.clone(),
+    );
+    let _ = events.send(&Event::Ready);
+
+    let mut command = Command::new(MAIN_PATH);
+    command
         .args(
             config
                 .args
@@ -123,27 +148,21 @@ fn run_main(
         )
         .current_dir("/")
         .arg0(MAIN_PATH)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdin(stdin_r)
+        .stdout(out_w)
+        .stderr(err_w);
+    let child = command
         .spawn()
-        .map_err(|e| virtrun_sysinit::Error::new(format!("exec {MAIN_PATH}"), e))?;
-    let pid = child.id();
-    let _ = events.send(&Event::Started);
-
-    let (Some(stdin), Some(out), Some(err)) =
-        (child.stdin.take(), child.stdout.take(), child.stderr.take())
-    else {
-        unreachable!("all three streams were requested as pipes");
+        .map_err(|e| virtrun_sysinit::Error::new(format!("exec {MAIN_PATH}"), e));
+    // The command holds our copies of the binary's pipe ends; the pumps see
+    // end-of-file only once they are gone.
+    drop(command);
+    let pid = {
+        let child = child?;
+        pid.store(child.id(), Ordering::SeqCst);
+        child.id()
     };
-    let Channels {
-        control,
-        stdout: out_port,
-        stderr: err_port,
-    } = channels;
-    let pumps = [pump(out, clone(&out_port)?), pump(err, clone(&err_port)?)];
-    forward_frames(FrameReader::new(control), stdin, pid, events.clone());
-    let _ = events.send(&Event::Ready);
+    let _ = events.send(&Event::Started);
 
     let exit = process::reap(pid).map_err(|e| virtrun_sysinit::Error::new("wait for /main", e))?;
     // Whatever the binary left running would keep its pipes open; the guest
@@ -164,16 +183,37 @@ fn run_main(
     Ok(exit.code())
 }
 
-/// Copies a pipe of the binary to its channel until end-of-file.
+/// Copies a pipe of the binary to its channel until end-of-file. A plain
+/// read/write loop: `io::copy` would try `splice`, whose errors on some
+/// devices end the copy. When the channel fails, the pipe is still drained,
+/// so the binary never dies of a broken pipe that is not its own doing.
 fn pump(mut from: impl io::Read + Send + 'static, mut to: File) -> thread::JoinHandle<()> {
     thread::spawn(move || {
-        let _ = io::copy(&mut from, &mut to);
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut broken = false;
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            };
+            if !broken && let Err(e) = to.write_all(&buf[..n]) {
+                log::error(&format!("writing to the host: {e}"));
+                broken = true;
+            }
+        }
     })
 }
 
 /// Feeds frames from the host: stdin into the binary (acknowledged once
 /// written, so the host never overruns the guest), signals to the binary.
-fn forward_frames(mut frames: FrameReader, stdin: ChildStdin, pid: u32, ack: EventSender) {
+fn forward_frames(
+    mut frames: FrameReader,
+    stdin: io::PipeWriter,
+    pid: Arc<AtomicU32>,
+    ack: EventSender,
+) {
     let (tx, rx) = mpsc::channel::<Vec<u8>>();
     thread::spawn(move || {
         let mut stdin = stdin;
@@ -194,9 +234,13 @@ fn forward_frames(mut frames: FrameReader, stdin: ChildStdin, pid: u32, ack: Eve
                     }
                 }
                 Frame::StdinEof => tx = None,
-                Frame::Signal(sig) => {
-                    let _ = process::signal(pid, i32::from(sig));
-                }
+                Frame::Signal(sig) => match pid.load(Ordering::SeqCst) {
+                    // Not started yet: nothing to deliver it to.
+                    0 => {}
+                    pid => {
+                        let _ = process::signal(pid, i32::from(sig));
+                    }
+                },
             }
         }
     });

@@ -181,7 +181,7 @@ impl GuestConfig {
             .strip_suffix(&[0])
             .ok_or_else(|| ConfigError("not NUL-terminated".into()))?;
         let fields: Vec<&[u8]> = body.split(|&b| b == 0).collect();
-        if fields.len() % 2 != 0 {
+        if !fields.len().is_multiple_of(2) {
             return Err(ConfigError("odd number of fields".into()));
         }
         let mut layout = None;

@@ -23,6 +23,7 @@
 use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
 
 /// Name of the per-directory argument file.
 const ARGS_FILE: &str = ".virtrun-args";
@@ -93,8 +94,12 @@ pub struct Config {
     pub keep_initramfs: bool,
     /// Files for the guest's `/data`: absolute, existing regular files, in order.
     pub add_files: Vec<PathBuf>,
-    /// Kernel modules to load: absolute, existing regular files, in order.
-    pub add_modules: Vec<PathBuf>,
+    /// Kernel modules to load, in order.
+    pub add_modules: Vec<ModuleRef>,
+    /// The kernel's module tree, when not found next to the kernel.
+    pub modules_dir: Option<PathBuf>,
+    /// Stop the guest after this long.
+    pub timeout: Option<Duration>,
     /// Verbose guest kernel output.
     pub verbose: bool,
     /// Host-side debug log.
@@ -103,6 +108,16 @@ pub struct Config {
     pub binary: PathBuf,
     /// Everything after the binary, untouched.
     pub args: Vec<OsString>,
+}
+
+/// A module given with `-addModule`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModuleRef {
+    /// A module file: absolute, an existing regular file.
+    Path(PathBuf),
+    /// A module name, resolved with its dependencies from the kernel's
+    /// module tree.
+    Name(String),
 }
 
 /// What the command line asks for.
@@ -258,11 +273,13 @@ enum Flag {
     Kernel,
     Machine,
     Memory,
+    ModulesDir,
     NoGoTestFlagRewrite,
     NoKvm,
     QemuBin,
     Smp,
     Standalone,
+    Timeout,
     Transport,
     Verbose,
     Version,
@@ -331,6 +348,13 @@ const FLAGS: &[FlagSpec] = &[
         help: "memory (in MB) for the QEMU VM, 128 to 16384 (default 256)",
     },
     FlagSpec {
+        flag: Flag::ModulesDir,
+        name: "modulesDir",
+        value: Some("dir"),
+        help: "the kernel's module tree (lib/modules/<release>), for virtio drivers and \
+               -addModule names (default: found next to the kernel or in /lib/modules)",
+    },
+    FlagSpec {
         flag: Flag::NoGoTestFlagRewrite,
         name: "noGoTestFlagRewrite",
         value: None,
@@ -359,6 +383,12 @@ const FLAGS: &[FlagSpec] = &[
         name: "standalone",
         value: None,
         help: "run first given file as init itself. Use this if it has virtrun support built in.",
+    },
+    FlagSpec {
+        flag: Flag::Timeout,
+        name: "timeout",
+        value: Some("duration"),
+        help: "stop the guest after this long (Go duration: 90s, 5m, 1h30m); exit 124 (default none)",
     },
     FlagSpec {
         flag: Flag::Transport,
@@ -454,6 +484,8 @@ struct Raw {
     keep_initramfs: bool,
     add_files: Vec<OsString>,
     add_modules: Vec<OsString>,
+    modules_dir: Option<OsString>,
+    timeout: Option<Duration>,
     verbose: bool,
     debug: bool,
     version: bool,
@@ -475,6 +507,8 @@ impl Default for Raw {
             keep_initramfs: false,
             add_files: Vec::new(),
             add_modules: Vec::new(),
+            modules_dir: None,
+            timeout: None,
             verbose: false,
             debug: false,
             version: false,
@@ -574,6 +608,11 @@ impl Raw {
             Flag::Smp => self.smp = ranged(name, value, SMP_MIN, SMP_MAX, invalid)?,
             Flag::AddFile => extend_list(&mut self.add_files, value),
             Flag::AddModule => extend_list(&mut self.add_modules, value),
+            Flag::ModulesDir => self.modules_dir = os(),
+            Flag::Timeout => {
+                let d = parse_go_duration(text()?).map_err(invalid)?;
+                self.timeout = (!d.is_zero()).then_some(d);
+            }
             other => unreachable!("-{name} ({other:?}) is a boolean"),
         }
         Ok(())
@@ -591,7 +630,15 @@ impl Raw {
             list.iter().map(|p| regular_file(what, p, cwd)).collect()
         };
         let add_files = files("-addFile", self.add_files)?;
-        let add_modules = files("-addModule", self.add_modules)?;
+        let add_modules = self
+            .add_modules
+            .iter()
+            .map(|m| module_ref(m, cwd))
+            .collect::<Result<_, _>>()?;
+        let modules_dir = self
+            .modules_dir
+            .map(|d| directory("-modulesDir", &d, cwd))
+            .transpose()?;
         let binary = regular_file("binary", binary, cwd)?;
         Ok(Config {
             kernel,
@@ -607,6 +654,8 @@ impl Raw {
             keep_initramfs: self.keep_initramfs,
             add_files,
             add_modules,
+            modules_dir,
+            timeout: self.timeout,
             verbose: self.verbose,
             debug: self.debug,
             binary,
@@ -877,6 +926,85 @@ fn shell_name(s: &[u8]) -> (Option<&[u8]>, usize) {
     ((len > 0).then(|| &s[..len]), len)
 }
 
+/// An `-addModule` value: a path if it looks like one (has a `/` or a `.ko`
+/// extension), otherwise a module name.
+fn module_ref(value: &OsString, cwd: &Path) -> Result<ModuleRef, ConfigError> {
+    let b = value.as_bytes();
+    let is_path = b.contains(&b'/')
+        || [&b".ko"[..], b".ko.xz", b".ko.zst", b".ko.gz"]
+            .iter()
+            .any(|ext| b.ends_with(ext));
+    if is_path {
+        regular_file("-addModule", value, cwd).map(ModuleRef::Path)
+    } else {
+        Ok(ModuleRef::Name(lossy(b).replace('-', "_")))
+    }
+}
+
+/// Go's `time.ParseDuration`: a sequence of decimal numbers with units
+/// (`ns`, `us`/`µs`, `ms`, `s`, `m`, `h`), e.g. `1h30m`, `1.5s`, `300ms`.
+fn parse_go_duration(s: &str) -> Result<Duration, &'static str> {
+    const UNITS: [(&str, f64); 8] = [
+        ("ns", 1e-9),
+        ("us", 1e-6),
+        ("µs", 1e-6),
+        ("μs", 1e-6),
+        ("ms", 1e-3),
+        ("s", 1.0),
+        ("m", 60.0),
+        ("h", 3600.0),
+    ];
+    let bad = "invalid duration (want e.g. 90s, 5m, 1h30m)";
+    let rest = s.strip_prefix('+').unwrap_or(s);
+    if rest.starts_with('-') && rest != "-0" {
+        return Err("negative duration");
+    }
+    if rest == "0" || rest == "-0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut rest = rest;
+    let mut secs = 0f64;
+    if rest.is_empty() {
+        return Err(bad);
+    }
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or(bad)?;
+        let num: f64 = rest[..num_len].parse().map_err(|_| bad)?;
+        rest = &rest[num_len..];
+        let (unit, scale) = UNITS
+            .iter()
+            .filter(|(u, _)| rest.starts_with(u))
+            .max_by_key(|(u, _)| u.len())
+            .ok_or(bad)?;
+        secs += num * scale;
+        rest = &rest[unit.len()..];
+    }
+    Duration::try_from_secs_f64(secs).map_err(|_| bad)
+}
+
+/// `path` made absolute against `cwd`, checked to be an existing directory.
+fn directory(what: &'static str, path: &OsString, cwd: &Path) -> Result<PathBuf, ConfigError> {
+    let path = absolute(cwd, Path::new(path));
+    match std::fs::metadata(&path) {
+        Ok(meta) if meta.is_dir() => Ok(path),
+        Ok(_) => Err(ConfigError::Inaccessible {
+            what,
+            path,
+            reason: "not a directory".into(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(ConfigError::Missing { what, path })
+        }
+        Err(e) => Err(ConfigError::Inaccessible {
+            what,
+            path,
+            reason: e.to_string(),
+        }),
+    }
+}
+
 /// `path` made absolute against `cwd` and cleaned lexically like Go's
 /// `filepath.Abs` (no symlinks resolved), checked to be an existing regular file.
 fn regular_file(what: &'static str, path: &OsString, cwd: &Path) -> Result<PathBuf, ConfigError> {
@@ -995,6 +1123,8 @@ mod tests {
                 keep_initramfs: false,
                 add_files: vec![],
                 add_modules: vec![],
+                modules_dir: None,
+                timeout: None,
                 verbose: false,
                 debug: false,
                 binary: PathBuf::from(BINARY),
@@ -1041,7 +1171,7 @@ mod tests {
         assert_eq!(c.transport, Some(Transport::Isa));
         assert_eq!((c.memory_mb, c.smp), (1024, 4));
         assert_eq!(c.add_files, vec![PathBuf::from(OTHER)]);
-        assert_eq!(c.add_modules, vec![PathBuf::from(KERNEL)]);
+        assert_eq!(c.add_modules, vec![ModuleRef::Path(PathBuf::from(KERNEL))]);
         assert_eq!(c.args, os(&["a"]));
     }
 
@@ -1502,7 +1632,7 @@ mod tests {
             c.add_files,
             vec![PathBuf::from(BINARY), PathBuf::from(BINARY)]
         );
-        assert_eq!(c.add_modules, vec![PathBuf::from(OTHER)]);
+        assert_eq!(c.add_modules, vec![ModuleRef::Path(PathBuf::from(OTHER))]);
     }
 
     #[test]
@@ -1636,7 +1766,7 @@ mod tests {
                 PathBuf::from(KERNEL)
             ]
         );
-        assert_eq!(c.add_modules, vec![PathBuf::from(BINARY)]);
+        assert_eq!(c.add_modules, vec![ModuleRef::Path(PathBuf::from(BINARY))]);
         let c = run_args(&["-kernel", KERNEL, "-addFile", OTHER, "-addFile=", BINARY]);
         assert!(c.add_files.is_empty());
         let c = run_args(&["-kernel", KERNEL, "-addFile", ",", BINARY]);
@@ -1860,11 +1990,13 @@ mod tests {
                 "kernel",
                 "machine",
                 "memory",
+                "modulesDir",
                 "noGoTestFlagRewrite",
                 "nokvm",
                 "qemuBin",
                 "smp",
                 "standalone",
+                "timeout",
                 "transport",
                 "verbose",
                 "version",
@@ -1897,6 +2029,7 @@ mod tests {
                 Flag::Memory => b"512",
                 Flag::Smp => b"2",
                 Flag::Transport => b"pci",
+                Flag::Timeout => b"10s",
                 _ if spec.value.is_none() => b"true",
                 _ => b"x",
             };
@@ -1933,5 +2066,58 @@ mod tests {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.0);
         }
+    }
+
+    #[test]
+    fn module_names_and_paths() {
+        let c = run_args(&[
+            "-kernel",
+            KERNEL,
+            "-addModule",
+            "virtio-console,/etc/hostname",
+            BINARY,
+        ]);
+        assert_eq!(c.add_modules[0], ModuleRef::Name("virtio_console".into()));
+        assert_eq!(c.add_modules[1], ModuleRef::Path("/etc/hostname".into()));
+        assert_eq!(c.add_modules.len(), 2);
+        assert_eq!(
+            err_msg(&["-kernel", KERNEL, "-addModule=x.ko", BINARY]),
+            "-addModule: /x.ko: no such file"
+        );
+    }
+
+    #[test]
+    fn modules_dir_must_be_a_directory() {
+        let c = run_args(&["-kernel", KERNEL, "-modulesDir", "/usr", BINARY]);
+        assert_eq!(c.modules_dir, Some(PathBuf::from("/usr")));
+        assert!(
+            err_msg(&["-kernel", KERNEL, "-modulesDir", KERNEL, BINARY])
+                .contains("not a directory")
+        );
+    }
+
+    #[test]
+    fn go_durations() {
+        for (text, secs) in [
+            ("90s", 90.0),
+            ("5m", 300.0),
+            ("1h30m", 5400.0),
+            ("1.5s", 1.5),
+            ("300ms", 0.3),
+            ("2m3.5s", 123.5),
+            ("0", 0.0),
+        ] {
+            assert_eq!(
+                parse_go_duration(text),
+                Ok(Duration::from_secs_f64(secs)),
+                "{text}"
+            );
+        }
+        for bad in ["", "5", "s", "5x", "-5s", "1.2.3s"] {
+            assert!(parse_go_duration(bad).is_err(), "{bad}");
+        }
+        let c = run_args(&["-kernel", KERNEL, "-timeout", "20s", BINARY]);
+        assert_eq!(c.timeout, Some(Duration::from_secs(20)));
+        assert!(err_msg(&["-kernel", KERNEL, "-timeout", "soon", BINARY]).contains("-timeout"));
     }
 }

@@ -18,6 +18,7 @@ pub mod config;
 pub mod cpio;
 pub mod elf;
 pub mod initramfs;
+pub mod kernel;
 pub mod libs;
 pub mod outcome;
 pub mod qemu;

@@ -6,6 +6,9 @@ use crate::supervisor::Report;
 /// Exit code of every failure that is not the binary's own.
 pub const FAILURE: u8 = 255;
 
+/// Exit code when `-timeout` expired, as timeout(1) has it.
+pub const TIMED_OUT: u8 = 124;
+
 /// virtrun's exit code and what to tell the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
@@ -24,8 +27,29 @@ impl Outcome {
     }
 }
 
-/// Decides the outcome of a run, most specific cause first.
-pub fn decide(report: &Report) -> Outcome {
+/// Decides the outcome of a run, most specific cause first. `doubt` names a
+/// driver that may be missing, for when the guest never answered.
+pub fn decide(report: &Report, doubt: Option<&str>) -> Outcome {
+    if let Some(limit) = report.timed_out {
+        let doing = if report.started {
+            "running the binary"
+        } else {
+            "booting the guest"
+        };
+        return Outcome {
+            code: TIMED_OUT,
+            message: Some(format!("timed out after {limit:?} while {doing}")),
+        };
+    }
+    if let Some(sig) = report.interrupted {
+        return Outcome {
+            code: 128 + sig as u8,
+            message: Some(format!(
+                "interrupted by {}: guest stopped",
+                signal_name(sig)
+            )),
+        };
+    }
     if report.oom {
         return Outcome::fail("guest ran out of memory".into());
     }
@@ -58,11 +82,16 @@ pub fn decide(report: &Report) -> Outcome {
                 .map(|s| s.to_string())
                 .unwrap_or_default()
         )),
-        _ => Outcome::fail(
-            "guest did not report an exit code: the kernel may lack support for the console \
-             devices of this -transport (try -transport isa, or -verbose to see the kernel log)"
+        _ => Outcome::fail(match doubt {
+            Some(doubt) => format!(
+                "guest did not report an exit code: {doubt} (try -transport isa, or -verbose \
+                 to see the kernel log)"
+            ),
+            None => "guest did not report an exit code: the kernel may lack support for the \
+                     console devices of this -transport (try -transport isa, or -verbose to see \
+                     the kernel log)"
                 .into(),
-        ),
+        }),
     }
 }
 
@@ -124,20 +153,20 @@ mod tests {
     #[test]
     fn binary_exit_code_passes_through() {
         assert_eq!(
-            decide(&exited(0)),
+            decide(&exited(0), None),
             Outcome {
                 code: 0,
                 message: None
             }
         );
-        assert_eq!(decide(&exited(55)).code, 55);
+        assert_eq!(decide(&exited(55), None).code, 55);
     }
 
     #[test]
     fn signal_death_is_named() {
         let mut r = exited(137);
         r.signaled = Some(9);
-        let o = decide(&r);
+        let o = decide(&r, None);
         assert_eq!(o.code, 137);
         assert_eq!(o.message.unwrap(), "binary killed by signal SIGKILL (9)");
     }
@@ -147,7 +176,10 @@ mod tests {
         let mut r = exited(137);
         r.signaled = Some(9);
         r.oom = true;
-        assert_eq!(decide(&r), Outcome::fail("guest ran out of memory".into()));
+        assert_eq!(
+            decide(&r, None),
+            Outcome::fail("guest ran out of memory".into())
+        );
     }
 
     #[test]
@@ -156,7 +188,7 @@ mod tests {
             panic: Some("Kernel panic - not syncing: sysrq triggered crash".into()),
             ..Report::default()
         };
-        let o = decide(&r);
+        let o = decide(&r, None);
         assert_eq!(o.code, 255);
         assert!(
             o.message
@@ -173,7 +205,7 @@ mod tests {
             ..Report::default()
         };
         assert_eq!(
-            decide(&r).message.unwrap(),
+            decide(&r, None).message.unwrap(),
             "QEMU failed: qemu-system-x86_64: -machine foo: unsupported machine type"
         );
     }
@@ -184,7 +216,7 @@ mod tests {
             qemu_status: Some(ExitStatus::from_raw(0)),
             ..Report::default()
         };
-        let o = decide(&r);
+        let o = decide(&r, None);
         assert_eq!(o.code, 255);
         assert!(o.message.unwrap().contains("-transport"));
     }
@@ -195,9 +227,40 @@ mod tests {
         r.init_errors
             .push("exec /main: No such file or directory".into());
         assert_eq!(
-            decide(&r).message.unwrap(),
+            decide(&r, None).message.unwrap(),
             "guest init failed: exec /main: No such file or directory"
         );
+    }
+
+    #[test]
+    fn timeout_says_what_the_guest_was_doing() {
+        let mut r = Report {
+            timed_out: Some(std::time::Duration::from_secs(20)),
+            ..Report::default()
+        };
+        assert_eq!(
+            decide(&r, None),
+            Outcome {
+                code: 124,
+                message: Some("timed out after 20s while booting the guest".into())
+            }
+        );
+        r.started = true;
+        assert!(
+            decide(&r, None)
+                .message
+                .unwrap()
+                .ends_with("while running the binary")
+        );
+    }
+
+    #[test]
+    fn interrupt_before_the_guest_answers() {
+        let r = Report {
+            interrupted: Some(2),
+            ..Report::default()
+        };
+        assert_eq!(decide(&r, None).code, 130);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use crate::config::Config;
 use crate::elf::{self, Arch};
 use crate::initramfs::{Input, Plan};
+use crate::kernel::Kernel;
 use crate::libs::Resolver;
 use crate::outcome::{self, Outcome};
 use crate::qemu::Invocation;
@@ -36,6 +37,7 @@ fn use_kvm(config: &Config, arch: Arch) -> bool {
 /// Runs `config` and returns virtrun's outcome. Host-side failures are errors
 /// (exit 255); everything the guest did is in the outcome.
 pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
+    let mut signals = supervisor::catch_signals().context("catching signals")?;
     let info = elf::inspect(&config.binary).context("binary")?;
     let Some(arch) = info.arch else {
         bail!(
@@ -72,12 +74,25 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
         args: config.args.iter().map(|a| a.as_bytes().to_vec()).collect(),
         verbose: config.verbose,
     };
+    let kernel =
+        Kernel::inspect(&config.kernel, config.modules_dir.as_deref()).context("kernel")?;
+    let (modules, doubt) = kernel.plan_modules(inv.transport, &config.add_modules)?;
+    trace.log(|| {
+        let tree = kernel
+            .modules
+            .as_ref()
+            .map(|t| t.root.display().to_string());
+        format!(
+            "kernel release {:?}, module tree {:?}, modules to load: {:?}",
+            kernel.release, tree, modules
+        )
+    });
     let plan = Plan::new(&Input {
         init,
         config: (!config.standalone).then(|| guest_config.encode()),
         main: &config.binary,
         files: &config.add_files,
-        modules: &config.add_modules,
+        modules: &modules,
         libs: &libs,
     })?;
     let file = File::create(&archive).context("creating initramfs")?;
@@ -87,7 +102,14 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
         .context("writing initramfs")?;
     trace.log(|| format!("initramfs written: {}", archive.display()));
 
-    let report = supervisor::run(&inv, trace)?;
+    // A signal while packing: nothing runs yet, just clean up.
+    if let Some(sig) = signals.pending().next() {
+        return Ok(Outcome {
+            code: 128 + sig as u8,
+            message: Some(format!("interrupted by {}", outcome::signal_name(sig))),
+        });
+    }
+    let report = supervisor::run(&inv, config.timeout, signals, trace)?;
     if config.keep_initramfs {
         let kept = dir.keep();
         eprintln!(
@@ -95,5 +117,5 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
             kept.join("initramfs.cpio").display()
         );
     }
-    Ok(outcome::decide(&report))
+    Ok(outcome::decide(&report, doubt.as_deref()))
 }

@@ -8,14 +8,18 @@
 
 use crate::qemu::{Channel, Invocation};
 use crate::trace::Trace;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 use std::ffi::OsString;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 use virtrun_protocol::{Event, Frame, INIT_LOG_PREFIX, MAX_STDIN_FRAME, Role, STDIN_WINDOW};
 
 /// What the guest said and did, collected from all channels.
@@ -35,18 +39,24 @@ pub struct Report {
     pub qemu_status: Option<ExitStatus>,
     /// What QEMU printed on its stderr.
     pub qemu_stderr: String,
+    /// The binary had started (its init said so) when the run ended.
+    pub started: bool,
+    /// The run was stopped after this long.
+    pub timed_out: Option<Duration>,
+    /// virtrun stopped the guest because it got this signal.
+    pub interrupted: Option<i32>,
 }
 
 /// Why QEMU could not be run at all.
 #[derive(Debug, thiserror::Error)]
 pub enum SuperviseError {
     /// Spawning failed.
-    #[error("cannot start {bin}: {source}")]
+    #[error("cannot start {bin}: {reason}")]
     Spawn {
         /// The emulator.
         bin: String,
         /// Why.
-        source: io::Error,
+        reason: io::Error,
     },
     /// Setting up channels failed.
     #[error("cannot create channels: {0}")]
@@ -66,8 +76,28 @@ type Shared = Arc<(Mutex<Flow>, Condvar)>;
 /// First fd QEMU sees its channel ends at.
 const FIRST_CHANNEL_FD: i32 = 3;
 
-/// Runs the guest to the end and reports what happened.
-pub fn run(inv: &Invocation, trace: &Trace) -> Result<Report, SuperviseError> {
+/// Signals virtrun passes on to the binary. Register them with
+/// [`catch_signals`] before anything that must be cleaned up exists.
+const FORWARDED: [i32; 3] = [SIGINT, SIGTERM, SIGHUP];
+
+/// Catches the forwarded signals from now on, so that none of them kills
+/// virtrun before its temporary files are gone.
+pub fn catch_signals() -> io::Result<Signals> {
+    Signals::new(FORWARDED)
+}
+
+/// How often the supervisor looks at signals and the deadline.
+const TICK: Duration = Duration::from_millis(20);
+
+/// Runs the guest to the end (or to `timeout`) and reports what happened.
+/// The first SIGINT/SIGTERM/SIGHUP goes to the binary; a second one, or one
+/// before the guest can take it, stops QEMU at once.
+pub fn run(
+    inv: &Invocation,
+    timeout: Option<Duration>,
+    mut signals: Signals,
+    trace: &Trace,
+) -> Result<Report, SuperviseError> {
     let channels = inv.channels();
     let mut host_ends = Vec::new();
     let mut qemu_ends: Vec<OwnedFd> = Vec::new();
@@ -92,22 +122,34 @@ pub fn run(inv: &Invocation, trace: &Trace) -> Result<Report, SuperviseError> {
     cmd.args(&args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        .stderr(Stdio::piped())
+        // Its own process group: a terminal's Ctrl-C reaches virtrun only,
+        // which forwards it to the binary instead of QEMU dying of it.
+        .process_group(0);
     let raw: Vec<i32> = qemu_ends.iter().map(AsRawFd::as_raw_fd).collect();
-    // SAFETY: the closure only calls fcntl(2) and dup2(2), which are
-    // async-signal-safe, and touches no memory but the captured Vec, which is
-    // read-only here.
+    // SAFETY: the closure only calls fcntl(2), dup2(2) and prctl(2), which
+    // are async-signal-safe, and touches no memory but the captured Vec,
+    // which is read-only here.
     unsafe {
-        cmd.pre_exec(move || place_fds(&raw));
+        cmd.pre_exec(move || {
+            place_fds(&raw)?;
+            // QEMU must not outlive virtrun, however virtrun ends.
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
-    let mut child = cmd.spawn().map_err(|source| SuperviseError::Spawn {
+    let mut child = cmd.spawn().map_err(|reason| SuperviseError::Spawn {
         bin: inv.qemu_bin.display().to_string(),
-        source,
+        reason,
     })?;
     drop(qemu_ends);
     trace.log(|| "QEMU started".into());
 
+    let start = Instant::now();
     let flow: Shared = Arc::default();
+    let mut control: Option<Arc<Mutex<UnixStream>>> = None;
     let report = Arc::new(Mutex::new(Report::default()));
     let mut readers: Vec<JoinHandle<()>> = Vec::new();
     let qemu_stderr = child.stderr.take().map(|mut s| {
@@ -129,23 +171,69 @@ pub fn run(inv: &Invocation, trace: &Trace) -> Result<Report, SuperviseError> {
             }
             Channel::Port(0) => thread::spawn(move || read_log(stream, verbose, true, &report)),
             Channel::Role(Role::Control) => {
-                let writer = stream.try_clone().map_err(SuperviseError::Channels)?;
+                let writer = Arc::new(Mutex::new(
+                    stream.try_clone().map_err(SuperviseError::Channels)?,
+                ));
+                control = Some(Arc::clone(&writer));
                 let flow_in = Arc::clone(&flow);
-                thread::spawn(move || pump_stdin(writer, &flow_in));
+                thread::spawn(move || pump_stdin(&writer, &flow_in));
                 thread::spawn(move || read_control(stream, &flow, &report, &trace))
             }
             Channel::Role(Role::Stdout) | Channel::Port(1) => {
-                thread::spawn(move || copy_out(stream, io::stdout().lock()))
+                let to = output(io::stdout().as_fd());
+                thread::spawn(move || copy_out(stream, to))
             }
             Channel::Role(Role::Stderr) => {
-                thread::spawn(move || copy_out(stream, io::stderr().lock()))
+                let to = output(io::stderr().as_fd());
+                thread::spawn(move || copy_out(stream, to))
             }
-            Channel::Port(_) => thread::spawn(move || copy_out(stream, io::sink())),
+            Channel::Port(_) => thread::spawn(move || copy_out(stream, None)),
         };
         readers.push(handle);
     }
 
-    let status = child.wait().ok();
+    let pid = child.id() as libc::pid_t;
+    let (exited_tx, exited) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = exited_tx.send(child.wait().ok());
+    });
+    // SAFETY: kill(2) on QEMU, which we have not reaped yet; no memory involved.
+    let kill_qemu = || unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    };
+    let mut forwarded = false;
+    let status = loop {
+        match exited.recv_timeout(TICK) {
+            Ok(status) => break status,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break None,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        for sig in signals.pending() {
+            let ready = flow.0.lock().unwrap_or_else(|p| p.into_inner()).ready;
+            let sent = match &control {
+                Some(c) if ready && !forwarded => {
+                    let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
+                    c.write_all(&Frame::Signal(sig as u8).encode()).is_ok()
+                }
+                _ => false,
+            };
+            trace.log(|| format!("got signal {sig}, forwarded to the binary: {sent}"));
+            if sent {
+                forwarded = true;
+            } else {
+                lock(&report).interrupted = Some(sig);
+                kill_qemu();
+            }
+        }
+        if let Some(limit) = timeout
+            && start.elapsed() >= limit
+            && lock(&report).timed_out.is_none()
+        {
+            lock(&report).timed_out = Some(limit);
+            kill_qemu();
+        }
+    };
+    signals.handle().close();
     trace.log(|| format!("QEMU exited: {status:?}"));
     for r in readers {
         let _ = r.join();
@@ -258,7 +346,7 @@ fn read_control(stream: UnixStream, flow: &Shared, report: &Mutex<Report>, trace
                 f.in_flight = f.in_flight.saturating_sub(n);
                 cv.notify_all();
             }
-            Event::Started => {}
+            Event::Started => lock(report).started = true,
             Event::Signaled(sig) => lock(report).signaled = Some(sig),
             Event::OutOfMemory => lock(report).oom = true,
             Event::Error(msg) => lock(report).init_errors.push(msg),
@@ -270,7 +358,7 @@ fn read_control(stream: UnixStream, flow: &Shared, report: &Mutex<Report>, trace
 /// Sends our stdin to the guest once it is ready, never more than
 /// [`STDIN_WINDOW`] bytes ahead of what it acknowledged, then end-of-file.
 /// Runs detached: it may block on a stdin that never ends.
-fn pump_stdin(mut control: UnixStream, flow: &Shared) {
+fn pump_stdin(control: &Mutex<UnixStream>, flow: &Shared) {
     let (lock, cv) = &**flow;
     let wait_until = |pred: &dyn Fn(&Flow) -> bool| -> bool {
         let mut f = lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -290,28 +378,48 @@ fn pump_stdin(mut control: UnixStream, flow: &Shared) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => 0,
         };
+        let send = |frame: Frame| {
+            let mut c = control.lock().unwrap_or_else(|p| p.into_inner());
+            c.write_all(&frame.encode())
+        };
         if n == 0 {
-            let _ = control.write_all(&Frame::StdinEof.encode());
+            let _ = send(Frame::StdinEof);
             return;
         }
         if !wait_until(&|f| f.in_flight + n <= STDIN_WINDOW) {
             return;
         }
         lock.lock().unwrap_or_else(|p| p.into_inner()).in_flight += n;
-        if control
-            .write_all(&Frame::Stdin(buf[..n].to_vec()).encode())
-            .is_err()
-        {
+        if send(Frame::Stdin(buf[..n].to_vec())).is_err() {
             return;
         }
     }
 }
 
+/// A duplicate of one of our output fds, written to without std's locks and
+/// buffers: holding `Stderr`'s lock for a whole copy would stall every other
+/// writer of stderr (the kernel log, the debug trace). The duplicate shares
+/// the open file description, so `>>` still appends.
+fn output(fd: std::os::fd::BorrowedFd<'_>) -> Option<std::fs::File> {
+    fd.try_clone_to_owned().ok().map(std::fs::File::from)
+}
+
 /// Copies a stream to one of our outputs, byte for byte. If the output goes
 /// away (a closed pipe), the rest is still read and dropped: a guest that
 /// cannot write would never finish.
-fn copy_out(mut from: UnixStream, mut to: impl Write) {
-    let _ = io::copy(&mut from, &mut to);
-    let _ = to.flush();
-    let _ = io::copy(&mut from, &mut io::sink());
+fn copy_out(mut from: UnixStream, mut to: Option<std::fs::File>) {
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        };
+        if let Some(file) = &mut to
+            && file.write_all(&buf[..n]).is_err()
+        {
+            to = None;
+        }
+    }
 }

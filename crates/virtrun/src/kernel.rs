@@ -1,0 +1,599 @@
+//! What a kernel image tells about itself: its release, its build config and
+//! its module tree, and which modules a transport needs from that tree.
+//!
+//! Stock distro kernels build the virtio drivers as modules and their packages
+//! ship no `modules.dep` (it is generated when the package is installed), so
+//! the dependency graph is read from each module's `.modinfo` section when
+//! `modules.dep` is absent.
+
+use crate::config::Transport;
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+/// Why the kernel's modules cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    /// Reading a file failed.
+    #[error("{0}: {1}")]
+    Io(PathBuf, io::Error),
+    /// A module is neither in the tree nor built in.
+    #[error("module {name} not found in {tree} (and not built into the kernel)")]
+    UnknownModule {
+        /// Module name.
+        name: String,
+        /// Tree searched.
+        tree: String,
+    },
+    /// A module name was given but there is no tree to find it in.
+    #[error("-addModule {0}: no module tree found for this kernel; give a path or -modulesDir")]
+    NoTreeForName(String),
+    /// The transport's driver is a module, but no module tree is there.
+    #[error(
+        "kernel {release} has {option}={value} ({driver} is not built in) but its module tree \
+         was not found (looked in {looked}): use -modulesDir DIR, -transport isa, or a kernel \
+         with {option}=y"
+    )]
+    DriverMissing {
+        /// Kernel release.
+        release: String,
+        /// Config option of the driver.
+        option: &'static str,
+        /// Its value (`m` or not set).
+        value: String,
+        /// Module name.
+        driver: &'static str,
+        /// Where the tree was looked for.
+        looked: String,
+    },
+    /// A module file is not a usable ELF object.
+    #[error("{0}: not a kernel module: {1}")]
+    BadModule(PathBuf, String),
+    /// Modules depend on each other in a circle.
+    #[error("module dependency cycle through {0}")]
+    Cycle(String),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> KernelError + '_ {
+    move |e| KernelError::Io(path.to_path_buf(), e)
+}
+
+/// Kernel modules spell names with `_`; file names may use `-`.
+pub fn normalize(name: &str) -> String {
+    name.replace('-', "_")
+}
+
+/// The module name of a file: its name without `.ko` and compression suffix.
+fn module_name(path: &Path) -> Option<String> {
+    let name = path.file_name()?.to_str()?;
+    let stem = [".ko", ".ko.xz", ".ko.zst", ".ko.gz"]
+        .iter()
+        .find_map(|ext| name.strip_suffix(ext))?;
+    Some(normalize(stem))
+}
+
+/// Reads the kernel release from the image: the x86 boot header's
+/// `kernel_version` field, else the `Linux version` banner of an
+/// uncompressed image.
+pub fn read_release(image: &Path) -> Result<Option<String>, KernelError> {
+    let mut file = File::open(image).map_err(io_err(image))?;
+    let mut head = vec![0u8; 0x10000];
+    let n = read_up_to(&mut file, &mut head).map_err(io_err(image))?;
+    head.truncate(n);
+    if let Some(release) = bzimage_release(&head) {
+        return Ok(Some(release));
+    }
+    // SAFETY: the file is only read through the map; a concurrent writer
+    // could only make us read garbage, which the parsing below tolerates.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io_err(image))?;
+    Ok(banner_release(&map))
+}
+
+fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut total = 0;
+    while total < buf.len() {
+        match file.read(&mut buf[total..])? {
+            0 => break,
+            n => total += n,
+        }
+    }
+    Ok(total)
+}
+
+/// The release from an x86 bzImage header (boot protocol ≥ 2.00).
+fn bzimage_release(head: &[u8]) -> Option<String> {
+    if head.get(0x202..0x206)? != b"HdrS" {
+        return None;
+    }
+    let offset = u16::from_le_bytes([*head.get(0x20e)?, *head.get(0x20f)?]) as usize;
+    if offset == 0 {
+        return None;
+    }
+    let text = head.get(offset + 0x200..)?;
+    let end = text.iter().position(|&b| b == 0 || b == b' ')?;
+    std::str::from_utf8(&text[..end]).ok().map(str::to_string)
+}
+
+/// The release from a `Linux version <release> ...` banner.
+fn banner_release(image: &[u8]) -> Option<String> {
+    const BANNER: &[u8] = b"Linux version ";
+    memchr::memmem::find_iter(image, BANNER).find_map(|pos| {
+        let rest = &image[pos + BANNER.len()..];
+        let end = rest.iter().take(256).position(|&b| b == b' ')?;
+        let release = std::str::from_utf8(&rest[..end]).ok()?;
+        // Skip format strings such as "Linux version %s".
+        (release.chars().next()?.is_ascii_digit()).then(|| release.to_string())
+    })
+}
+
+/// The kernel's build configuration (`config-<release>` next to the image).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct KernelConfig {
+    options: HashMap<String, String>,
+}
+
+impl KernelConfig {
+    /// Parses a `.config`-style text.
+    pub fn parse(text: &str) -> Self {
+        let options = text
+            .lines()
+            .filter(|l| l.starts_with("CONFIG_"))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        KernelConfig { options }
+    }
+
+    /// The value of an option: `y`, `m`, a string, or `None` when not set.
+    pub fn get(&self, option: &str) -> Option<&str> {
+        self.options.get(option).map(String::as_str)
+    }
+}
+
+/// An installed or extracted `lib/modules/<release>` tree.
+#[derive(Debug, Clone)]
+pub struct ModuleTree {
+    /// The tree's root.
+    pub root: PathBuf,
+    builtin: HashSet<String>,
+    files: HashMap<String, PathBuf>,
+    /// Dependencies from `modules.dep`, when the tree has one.
+    dep_file: Option<HashMap<String, Vec<String>>>,
+}
+
+impl ModuleTree {
+    /// Reads the tree at `root`: `modules.builtin`, and `modules.dep` or else
+    /// the module files themselves.
+    pub fn open(root: &Path) -> Result<Self, KernelError> {
+        let builtin = match std::fs::read_to_string(root.join("modules.builtin")) {
+            Ok(text) => text
+                .lines()
+                .filter_map(|l| module_name(Path::new(l.trim())))
+                .collect(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => HashSet::new(),
+            Err(e) => return Err(KernelError::Io(root.join("modules.builtin"), e)),
+        };
+        let mut files = HashMap::new();
+        let mut dep_file = None;
+        match std::fs::read_to_string(root.join("modules.dep")) {
+            Ok(text) => {
+                let mut deps = HashMap::new();
+                for line in text.lines() {
+                    let Some((module, needs)) = line.split_once(':') else {
+                        continue;
+                    };
+                    let Some(name) = module_name(Path::new(module)) else {
+                        continue;
+                    };
+                    files.insert(name.clone(), root.join(module));
+                    let needs = needs
+                        .split_whitespace()
+                        .filter_map(|d| module_name(Path::new(d)))
+                        .collect();
+                    deps.insert(name, needs);
+                }
+                dep_file = Some(deps);
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // modules.order lists every module of the build: one read
+                // instead of a walk over thousands of files.
+                match std::fs::read_to_string(root.join("modules.order")) {
+                    Ok(text) => files.extend(text.lines().filter_map(|l| {
+                        let listed = root.join(l.trim());
+                        Some((module_name(&listed)?, listed))
+                    })),
+                    Err(_) => collect_modules(&root.join("kernel"), &mut files)?,
+                }
+            }
+            Err(e) => return Err(KernelError::Io(root.join("modules.dep"), e)),
+        }
+        Ok(ModuleTree {
+            root: root.to_path_buf(),
+            builtin,
+            files,
+            dep_file,
+        })
+    }
+
+    /// Whether `name` is built into the kernel.
+    pub fn is_builtin(&self, name: &str) -> bool {
+        self.builtin.contains(&normalize(name))
+    }
+
+    /// The file of module `name`, if the tree has it. A listed `x.ko` may be
+    /// shipped as `x.ko.xz`; only the modules actually used are looked up.
+    pub fn file(&self, name: &str) -> Option<PathBuf> {
+        compressed_variant(self.files.get(&normalize(name))?)
+    }
+
+    fn depends(&self, name: &str) -> Result<Vec<String>, KernelError> {
+        if let Some(deps) = &self.dep_file {
+            return Ok(deps.get(name).cloned().unwrap_or_default());
+        }
+        let path = self.file(name).ok_or_else(|| self.unknown(name))?;
+        modinfo_depends(&path)
+    }
+
+    fn unknown(&self, name: &str) -> KernelError {
+        KernelError::UnknownModule {
+            name: name.to_string(),
+            tree: self.root.display().to_string(),
+        }
+    }
+
+    /// The files of `names` and everything they depend on, dependencies
+    /// first, each once; built-in modules are skipped.
+    pub fn resolve(&self, names: &[&str]) -> Result<Vec<PathBuf>, KernelError> {
+        let mut order = Vec::new();
+        let mut done = HashSet::new();
+        for name in names {
+            self.visit(&normalize(name), &mut Vec::new(), &mut done, &mut order)?;
+        }
+        Ok(order)
+    }
+
+    fn visit(
+        &self,
+        name: &str,
+        stack: &mut Vec<String>,
+        done: &mut HashSet<String>,
+        order: &mut Vec<PathBuf>,
+    ) -> Result<(), KernelError> {
+        if done.contains(name) || self.is_builtin(name) {
+            return Ok(());
+        }
+        if stack.iter().any(|s| s == name) {
+            return Err(KernelError::Cycle(name.to_string()));
+        }
+        let path = self.file(name).ok_or_else(|| self.unknown(name))?;
+        stack.push(name.to_string());
+        for dep in self.depends(name)? {
+            self.visit(&dep, stack, done, order)?;
+        }
+        stack.pop();
+        done.insert(name.to_string());
+        order.push(path);
+        Ok(())
+    }
+}
+
+/// The file `listed` names, or its compressed variant: `modules.order`
+/// names `x.ko` where the package ships `x.ko.xz`.
+fn compressed_variant(listed: &Path) -> Option<PathBuf> {
+    if listed.extension().is_some_and(|e| e != "ko") {
+        return listed.is_file().then(|| listed.to_path_buf());
+    }
+    ["", ".xz", ".zst", ".gz"].iter().find_map(|ext| {
+        let mut p = listed.as_os_str().to_os_string();
+        p.push(ext);
+        let p = PathBuf::from(p);
+        p.is_file().then_some(p)
+    })
+}
+
+/// Collects every module file below `dir`, by module name.
+fn collect_modules(dir: &Path, files: &mut HashMap<String, PathBuf>) -> Result<(), KernelError> {
+    let entries = match std::fs::read_dir(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        other => other.map_err(io_err(dir))?,
+    };
+    for entry in entries {
+        let entry = entry.map_err(io_err(dir))?;
+        let path = entry.path();
+        if entry.file_type().map_err(io_err(&path))?.is_dir() {
+            collect_modules(&path, files)?;
+        } else if let Some(name) = module_name(&path) {
+            files.insert(name, path);
+        }
+    }
+    Ok(())
+}
+
+/// The `depends=` list of a module's `.modinfo` section.
+fn modinfo_depends(path: &Path) -> Result<Vec<String>, KernelError> {
+    let bad = |msg: String| KernelError::BadModule(path.to_path_buf(), msg);
+    let data = std::fs::read(path).map_err(io_err(path))?;
+    if !data.starts_with(b"\x7fELF") {
+        return Err(bad(
+            "compressed or not ELF (compressed modules need modules.dep in the tree)".into(),
+        ));
+    }
+    let elf = goblin::elf::Elf::parse(&data).map_err(|e| bad(e.to_string()))?;
+    let section = elf
+        .section_headers
+        .iter()
+        .find(|sh| elf.shdr_strtab.get_at(sh.sh_name) == Some(".modinfo"))
+        .ok_or_else(|| bad("no .modinfo section".into()))?;
+    let start = section.sh_offset as usize;
+    let info = data
+        .get(start..start + section.sh_size as usize)
+        .ok_or_else(|| bad(".modinfo outside the file".into()))?;
+    Ok(info
+        .split(|&b| b == 0)
+        .filter_map(|kv| kv.strip_prefix(b"depends="))
+        .flat_map(|deps| deps.split(|&b| b == b','))
+        .filter(|d| !d.is_empty())
+        .map(|d| normalize(&String::from_utf8_lossy(d)))
+        .collect())
+}
+
+/// A driver a transport needs in the guest, and the config option that
+/// builds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Driver {
+    /// Module name.
+    pub module: &'static str,
+    /// Kernel config option.
+    pub option: &'static str,
+}
+
+/// The drivers the channels of `transport` need, in load order.
+pub fn transport_drivers(transport: Transport) -> &'static [Driver] {
+    const CONSOLE: Driver = Driver {
+        module: "virtio_console",
+        option: "CONFIG_VIRTIO_CONSOLE",
+    };
+    match transport {
+        Transport::Isa => &[],
+        Transport::Pci => &[
+            Driver {
+                module: "virtio_pci",
+                option: "CONFIG_VIRTIO_PCI",
+            },
+            CONSOLE,
+        ],
+        Transport::Mmio => &[
+            Driver {
+                module: "virtio_mmio",
+                option: "CONFIG_VIRTIO_MMIO",
+            },
+            CONSOLE,
+        ],
+    }
+}
+
+/// What is known about a kernel image.
+#[derive(Debug, Clone)]
+pub struct Kernel {
+    /// Release, e.g. `6.1.0-56-cloud-amd64`.
+    pub release: Option<String>,
+    /// Build config, when found next to the image.
+    pub config: Option<KernelConfig>,
+    /// Module tree, when found.
+    pub modules: Option<ModuleTree>,
+    /// Where the module tree was looked for (for messages).
+    pub looked: Vec<PathBuf>,
+}
+
+impl Kernel {
+    /// Inspects `image`; `modules_dir` overrides the search for its tree.
+    pub fn inspect(image: &Path, modules_dir: Option<&Path>) -> Result<Self, KernelError> {
+        let release = read_release(image)?;
+        // An extracted package keeps the image in boot/ and the modules in
+        // lib/modules/ beside it; follow links to find that layout.
+        let real = std::fs::canonicalize(image).map_err(io_err(image))?;
+        let boot = real.parent().unwrap_or(Path::new("/"));
+        let config = release
+            .as_ref()
+            .map(|r| boot.join(format!("config-{r}")))
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .map(|t| KernelConfig::parse(&t));
+        let looked: Vec<PathBuf> = match (modules_dir, &release) {
+            (Some(dir), _) => vec![dir.to_path_buf()],
+            (None, Some(r)) => {
+                let base = boot.parent().unwrap_or(Path::new("/"));
+                vec![
+                    base.join("lib/modules").join(r),
+                    base.join("usr/lib/modules").join(r),
+                    Path::new("/lib/modules").join(r),
+                    Path::new("/usr/lib/modules").join(r),
+                ]
+            }
+            (None, None) => Vec::new(),
+        };
+        let modules = match looked.iter().find(|d| d.is_dir()) {
+            Some(dir) => Some(ModuleTree::open(dir)?),
+            None => None,
+        };
+        Ok(Kernel {
+            release,
+            config,
+            modules,
+            looked,
+        })
+    }
+
+    /// The module files to load for `transport` and the user's modules, in
+    /// order: the transport's drivers with their dependencies first, then
+    /// each `-addModule` (names with their dependencies; paths as given).
+    /// Also returns a note on drivers that may be missing, for when the guest
+    /// does not answer.
+    pub fn plan_modules(
+        &self,
+        transport: Transport,
+        user: &[crate::config::ModuleRef],
+    ) -> Result<(Vec<PathBuf>, Option<String>), KernelError> {
+        use crate::config::ModuleRef;
+        let mut files: Vec<PathBuf> = Vec::new();
+        let push = |list: Vec<PathBuf>, files: &mut Vec<PathBuf>| {
+            for f in list {
+                if !files.contains(&f) {
+                    files.push(f);
+                }
+            }
+        };
+        let mut doubt = None;
+        let drivers = transport_drivers(transport);
+        match &self.modules {
+            Some(tree) => {
+                let (known, unknown): (Vec<&Driver>, Vec<&Driver>) = drivers
+                    .iter()
+                    .partition(|d| tree.is_builtin(d.module) || tree.file(d.module).is_some());
+                let wanted: Vec<&str> = known.iter().map(|d| d.module).collect();
+                push(tree.resolve(&wanted)?, &mut files);
+                // Not in the tree nor listed as built in: built in by a
+                // kernel without modules.builtin, or missing.
+                if let Some(d) = unknown
+                    .iter()
+                    .find(|d| self.config.as_ref().and_then(|c| c.get(d.option)) != Some("y"))
+                {
+                    doubt = Some(format!(
+                        "{} may be missing: it is neither in {} nor listed as built in",
+                        d.module,
+                        tree.root.display()
+                    ));
+                }
+            }
+            None => {
+                for d in drivers {
+                    let value = self
+                        .config
+                        .as_ref()
+                        .map(|c| c.get(d.option).unwrap_or("not set"));
+                    match value {
+                        Some("y") => {}
+                        Some(value) => {
+                            return Err(KernelError::DriverMissing {
+                                release: self.release.clone().unwrap_or_else(|| "?".into()),
+                                option: d.option,
+                                value: value.to_string(),
+                                driver: d.module,
+                                looked: self
+                                    .looked
+                                    .iter()
+                                    .map(|p| p.display().to_string())
+                                    .collect::<Vec<_>>()
+                                    .join(", "),
+                            });
+                        }
+                        None => {
+                            doubt.get_or_insert_with(|| {
+                                format!(
+                                    "{} may be missing: the kernel's config and module tree were not found",
+                                    d.module
+                                )
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        for m in user {
+            match m {
+                ModuleRef::Path(p) => push(vec![p.clone()], &mut files),
+                ModuleRef::Name(name) => {
+                    let tree = self
+                        .modules
+                        .as_ref()
+                        .ok_or_else(|| KernelError::NoTreeForName(name.clone()))?;
+                    push(tree.resolve(&[name])?, &mut files);
+                }
+            }
+        }
+        Ok((files, doubt))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bzimage_header_release() {
+        let mut head = vec![0u8; 0x1000];
+        head[0x202..0x206].copy_from_slice(b"HdrS");
+        head[0x20e..0x210].copy_from_slice(&0x300u16.to_le_bytes());
+        let banner = b"6.1.0-56-cloud-amd64 (debian-kernel@lists.debian.org) #1 SMP\0";
+        head[0x500..0x500 + banner.len()].copy_from_slice(banner);
+        assert_eq!(
+            bzimage_release(&head).as_deref(),
+            Some("6.1.0-56-cloud-amd64")
+        );
+        head[0x202] = b'X';
+        assert_eq!(bzimage_release(&head), None);
+    }
+
+    #[test]
+    fn banner_release_skips_format_strings() {
+        let image = b"xxLinux version %s (%s)\0yyLinux version 6.12.38+deb13-riscv64 (gcc) #1";
+        assert_eq!(
+            banner_release(image).as_deref(),
+            Some("6.12.38+deb13-riscv64")
+        );
+        assert_eq!(banner_release(b"nothing here"), None);
+    }
+
+    #[test]
+    fn config_values() {
+        let c = KernelConfig::parse(
+            "# comment\nCONFIG_VIRTIO=m\nCONFIG_SERIAL_8250=y\n# CONFIG_FOO is not set\nCONFIG_S=\"x\"\n",
+        );
+        assert_eq!(c.get("CONFIG_VIRTIO"), Some("m"));
+        assert_eq!(c.get("CONFIG_SERIAL_8250"), Some("y"));
+        assert_eq!(c.get("CONFIG_FOO"), None);
+        assert_eq!(c.get("CONFIG_S"), Some("\"x\""));
+    }
+
+    #[test]
+    fn module_names() {
+        assert_eq!(
+            module_name(Path::new("a/virtio-rng.ko")).as_deref(),
+            Some("virtio_rng")
+        );
+        assert_eq!(
+            module_name(Path::new("virtio_mmio.ko.xz")).as_deref(),
+            Some("virtio_mmio")
+        );
+        assert_eq!(module_name(Path::new("README")), None);
+    }
+
+    fn tree_with_dep_file(dir: &Path) -> ModuleTree {
+        std::fs::create_dir_all(dir.join("kernel")).unwrap();
+        for m in ["a", "b", "c-d", "e"] {
+            std::fs::write(dir.join(format!("kernel/{m}.ko")), b"").unwrap();
+        }
+        std::fs::write(
+            dir.join("modules.dep"),
+            "kernel/a.ko: kernel/b.ko kernel/c-d.ko\nkernel/b.ko: kernel/c-d.ko\nkernel/c-d.ko:\nkernel/e.ko: kernel/builtin.ko\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("modules.builtin"), "kernel/builtin.ko\n").unwrap();
+        ModuleTree::open(dir).unwrap()
+    }
+
+    #[test]
+    fn modules_dep_orders_dependencies_first() {
+        let dir = std::env::temp_dir().join(format!("virtrun-kernel-test-{}", std::process::id()));
+        let tree = tree_with_dep_file(&dir);
+        let order = tree.resolve(&["a", "e", "b"]).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let names: Vec<_> = order.iter().map(|p| module_name(p).unwrap()).collect();
+        assert_eq!(names, ["c_d", "b", "a", "e"]);
+        assert!(tree.is_builtin("builtin"));
+        assert!(matches!(
+            tree.resolve(&["nope"]),
+            Err(KernelError::UnknownModule { .. })
+        ));
+    }
+}

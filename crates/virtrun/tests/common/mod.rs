@@ -1,0 +1,410 @@
+//! Shared helpers of the integration tests: the test kernel, the C payloads and a
+//! runner for the `virtrun` binary with a hard time limit.
+
+// Each test binary uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Upper bound for one `virtrun` run; a run that takes longer is killed and fails
+/// its test. Generous: several guests boot in parallel under emulation.
+pub const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The kernel image the guest tests boot: `$VIRTRUN_TEST_KERNEL`, else the single
+/// `vmlinuz-*` of the amd64 kernel `scripts/setup` put into the cache. Panics when
+/// there is none: the guest tests never skip silently.
+pub fn kernel() -> PathBuf {
+    static KERNEL: OnceLock<PathBuf> = OnceLock::new();
+    KERNEL.get_or_init(find_kernel).clone()
+}
+
+fn find_kernel() -> PathBuf {
+    if let Some(k) = std::env::var_os("VIRTRUN_TEST_KERNEL").filter(|k| !k.is_empty()) {
+        let k = PathBuf::from(k);
+        assert!(
+            k.is_file(),
+            "VIRTRUN_TEST_KERNEL={} is not a file",
+            k.display()
+        );
+        return k;
+    }
+    // The cache directory of scripts/setup.
+    let cache = std::env::var_os("VIRTRUN_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|c| Path::new(&c).join("virtrun")))
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/virtrun")))
+        .expect("no test kernel: run scripts/setup (neither VIRTRUN_CACHE nor HOME is set)");
+    let boot = cache.join("kernels/amd64/current/boot");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(&boot)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(OsStr::to_str)
+                .is_some_and(|n| n.starts_with("vmlinuz-"))
+        })
+        .collect();
+    match found.len() {
+        0 => panic!(
+            "no test kernel: run scripts/setup (nothing at {}/vmlinuz-*, VIRTRUN_TEST_KERNEL unset)",
+            boot.display()
+        ),
+        1 => found.pop().unwrap(),
+        _ => panic!(
+            "no test kernel: several kernels in {}, set VIRTRUN_TEST_KERNEL to one of {found:?}",
+            boot.display()
+        ),
+    }
+}
+
+/// The static binary built from `tests/payloads/<name>.c` (`gcc -static -O2`), compiled
+/// once per test process into `$CARGO_TARGET_TMPDIR/payloads/<name>`.
+pub fn payload(name: &str) -> PathBuf {
+    static BUILT: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    let built = built.get_or_insert_with(HashMap::new);
+    if let Some(p) = built.get(name) {
+        return p.clone();
+    }
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/payloads")
+        .join(format!("{name}.c"));
+    assert!(src.is_file(), "no payload source {}", src.display());
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("payloads");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join(name);
+    // Other test binaries may build the same payload at the same time: build under a
+    // private name, then rename into place (atomic).
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = Command::new("gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(&tmp)
+        .arg(&src)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run gcc for {}: {e}", src.display()));
+    assert!(
+        result.status.success(),
+        "gcc -static -O2 {} failed ({}):\n{}",
+        src.display(),
+        result.status,
+        String::from_utf8_lossy(&result.stderr)
+    );
+    std::fs::rename(&tmp, &out).unwrap();
+    built.insert(name.to_owned(), out.clone());
+    out
+}
+
+/// What one `virtrun` run produced.
+#[derive(Debug)]
+pub struct Output {
+    /// virtrun's exit code.
+    pub code: i32,
+    /// Everything virtrun wrote to stdout.
+    pub stdout: Vec<u8>,
+    /// Everything virtrun wrote to stderr.
+    pub stderr: Vec<u8>,
+    /// How long the run took.
+    pub elapsed: Duration,
+}
+
+impl Output {
+    /// stderr as text, for messages.
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+
+    /// stdout as text, for messages.
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    fn context(&self) -> String {
+        format!(
+            "exit code: {}\n--- stderr ({} bytes) ---\n{}\n--- stdout ({} bytes, head) ---\n{}\n---",
+            self.code,
+            self.stderr.len(),
+            self.stderr_text(),
+            self.stdout.len(),
+            String::from_utf8_lossy(&self.stdout[..self.stdout.len().min(2000)]),
+        )
+    }
+
+    /// Asserts the exit code.
+    #[track_caller]
+    pub fn assert_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, code, "unexpected exit code\n{}", self.context());
+        self
+    }
+
+    /// Asserts stdout byte for byte (shows the first difference, not megabytes).
+    #[track_caller]
+    pub fn assert_stdout(&self, expected: &[u8]) -> &Self {
+        if self.stdout != expected {
+            let first = self
+                .stdout
+                .iter()
+                .zip(expected)
+                .position(|(a, b)| a != b)
+                .unwrap_or(self.stdout.len().min(expected.len()));
+            let lo = first.saturating_sub(40);
+            panic!(
+                "stdout differs: got {} bytes, expected {} bytes, first difference at byte {first}\n\
+                 got      [{lo}..]: {:?}\nexpected [{lo}..]: {:?}\n{}",
+                self.stdout.len(),
+                expected.len(),
+                show(&self.stdout[lo..self.stdout.len().min(first + 40)]),
+                show(&expected[lo..expected.len().min(first + 40)]),
+                self.context()
+            );
+        }
+        self
+    }
+
+    /// Asserts that stderr contains `needle`.
+    #[track_caller]
+    pub fn assert_stderr_contains(&self, needle: &str) -> &Self {
+        assert!(
+            contains(&self.stderr, needle.as_bytes()),
+            "stderr lacks {needle:?}\n{}",
+            self.context()
+        );
+        self
+    }
+
+    /// Asserts that stderr is exactly one newline-terminated line, and returns it.
+    #[track_caller]
+    pub fn assert_one_line(&self) -> String {
+        let text = self.stderr_text();
+        assert!(
+            text.ends_with('\n') && text.matches('\n').count() == 1 && text.len() > 1,
+            "stderr is not exactly one line\n{}",
+            self.context()
+        );
+        text
+    }
+}
+
+fn show(bytes: &[u8]) -> String {
+    bytes.escape_ascii().to_string()
+}
+
+/// Whether `haystack` contains `needle`.
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A `virtrun` invocation. By default it gets `-nokvm -transport isa -kernel K`
+/// before the given arguments, an empty private cwd, no `VIRTRUN_ARGS` and stdin
+/// from `/dev/null`.
+pub struct Virtrun {
+    defaults: bool,
+    args: Vec<OsString>,
+    stdin: Option<Vec<u8>>,
+    cwd: Option<PathBuf>,
+    env: Vec<(OsString, OsString)>,
+    tmpdir: Option<PathBuf>,
+    timeout: Duration,
+}
+
+/// A run with the default flags (`-nokvm -transport isa -kernel K`) and `args`.
+pub fn virtrun<I, S>(args: I) -> Virtrun
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    Virtrun {
+        defaults: true,
+        args: Vec::new(),
+        stdin: None,
+        cwd: None,
+        env: Vec::new(),
+        tmpdir: None,
+        timeout: TIMEOUT,
+    }
+    .args(args)
+}
+
+/// A run with exactly `args` (no default flags, not even `-kernel`).
+pub fn virtrun_bare<I, S>(args: I) -> Virtrun
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut v = virtrun(args);
+    v.defaults = false;
+    v
+}
+
+impl Virtrun {
+    /// Appends arguments.
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    /// Feeds these bytes to stdin, then closes it.
+    pub fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Self {
+        self.stdin = Some(bytes.into());
+        self
+    }
+
+    /// Runs in this directory instead of a fresh empty one.
+    pub fn cwd(mut self, dir: impl AsRef<Path>) -> Self {
+        self.cwd = Some(dir.as_ref().to_owned());
+        self
+    }
+
+    /// Sets an environment variable.
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+        self.env
+            .push((key.as_ref().to_owned(), value.as_ref().to_owned()));
+        self
+    }
+
+    /// Sets `TMPDIR`.
+    pub fn tmpdir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.tmpdir = Some(dir.as_ref().to_owned());
+        self
+    }
+
+    /// Overrides the time limit.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Runs virtrun to completion; kills it and fails the test if it exceeds the time
+    /// limit or dies of a signal.
+    #[track_caller]
+    pub fn run(self) -> Output {
+        let mut argv: Vec<OsString> = Vec::new();
+        if self.defaults {
+            argv.extend(["-nokvm", "-transport", "isa", "-kernel"].map(OsString::from));
+            argv.push(kernel().into_os_string());
+        }
+        argv.extend(self.args);
+
+        // A private empty cwd, so that no stray .virtrun-args is picked up.
+        let scratch = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_virtrun"));
+        cmd.args(&argv)
+            .current_dir(self.cwd.as_deref().unwrap_or(scratch.path()))
+            .env_remove("VIRTRUN_ARGS")
+            .stdin(if self.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(t) = &self.tmpdir {
+            cmd.env("TMPDIR", t);
+        }
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let shown = format!("virtrun {argv:?}");
+
+        let start = Instant::now();
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {shown}: {e}"));
+        if let Some(mut pipe) = child.stdin.take() {
+            let bytes = self.stdin.unwrap_or_default();
+            // virtrun may exit without reading all of it (a broken pipe is its business);
+            // the thread is not joined, so a stuck reader cannot hang the test.
+            thread::spawn(move || {
+                let _ = pipe.write_all(&bytes);
+            });
+        }
+        let mut out_pipe = child.stdout.take().unwrap();
+        let mut err_pipe = child.stderr.take().unwrap();
+        let out = thread::spawn(move || {
+            let mut b = Vec::new();
+            out_pipe.read_to_end(&mut b).map(|_| b)
+        });
+        let err = thread::spawn(move || {
+            let mut b = Vec::new();
+            err_pipe.read_to_end(&mut b).map(|_| b)
+        });
+
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if start.elapsed() > self.timeout {
+                let _ = child.kill();
+                let _ = child.wait();
+                // QEMU may hold the pipes open a little longer; do not wait for it.
+                panic!("timeout: {shown} ran longer than {:?}", self.timeout);
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        let elapsed = start.elapsed();
+        // A child that outlived virtrun (a leaked QEMU) would keep the pipes open.
+        let deadline = (start + self.timeout).max(Instant::now() + Duration::from_secs(10));
+        let stdout = join_bounded(out, deadline, &shown, "stdout");
+        let stderr = join_bounded(err, deadline, &shown, "stderr");
+        let Some(code) = status.code() else {
+            panic!(
+                "{shown} died of a signal ({status})\n--- stderr ---\n{}",
+                String::from_utf8_lossy(&stderr)
+            );
+        };
+        Output {
+            code,
+            stdout,
+            stderr,
+            elapsed,
+        }
+    }
+}
+
+fn join_bounded(
+    reader: thread::JoinHandle<std::io::Result<Vec<u8>>>,
+    deadline: Instant,
+    shown: &str,
+    what: &str,
+) -> Vec<u8> {
+    while !reader.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "timeout: {what} of {shown} stayed open after virtrun exited (leaked child process?)"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    reader.join().unwrap().unwrap()
+}
+
+/// A fresh empty directory to use as `TMPDIR`.
+pub fn empty_tmpdir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+/// Asserts that `dir` has no entries.
+#[track_caller]
+pub fn assert_empty_dir(dir: &Path) {
+    let left: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "temp files left behind in {}: {left:?}",
+        dir.display()
+    );
+}
