@@ -1,11 +1,17 @@
-//! End-to-end tests that boot the Debian kernel under QEMU (TCG, `-transport isa`)
-//! with our init, one guest per test (issue 2, "Must show" 1-7 and 9). Each test is
-//! independent, so libtest runs them in parallel.
+//! End-to-end tests that boot the Debian kernel under QEMU (TCG) with our init,
+//! one guest per test. Each test is independent, so libtest runs them in
+//! parallel. Most use the default transport (pci: virtio serial ports, with the
+//! virtio modules loaded from the kernel's own module tree); the stream tests
+//! also run over the ISA UARTs (`-transport isa`).
 
 mod common;
 
-use common::{contains, kernel, payload, virtrun, virtrun_bare};
+use common::{assert_empty_dir, contains, empty_tmpdir, kernel, payload, virtrun, virtrun_bare};
 use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 const ENV_OUTPUT: &[u8] = b"HOME=/\nTERM=linux\nPATH=/data\n";
 
@@ -20,6 +26,15 @@ fn env_sees_exactly_home_term_path() {
 }
 
 // --- 2. exit codes -------------------------------------------------------------
+
+#[test]
+fn env_over_isa_uarts() {
+    virtrun(["/usr/bin/env"])
+        .transport("isa")
+        .run()
+        .assert_code(0)
+        .assert_stdout(ENV_OUTPUT);
+}
 
 #[test]
 fn exit_code_passes_through() {
@@ -92,20 +107,43 @@ fn stdout_carries_all_byte_values_and_stderr_is_separate() {
 }
 
 #[test]
-fn stdout_carries_a_4_mib_line() {
-    const N: usize = 4 << 20;
-    let flood = payload("flood");
-    let out = virtrun([flood.as_os_str(), N.to_string().as_ref()]).run();
-    // What flood.c writes: 64 KiB writes of 'a'..'z' repeating (each write starts
-    // again at 'a'), then a newline.
+fn stdout_and_stderr_over_isa_uarts() {
+    let out = virtrun([payload("bytes")]).transport("isa").run();
+    let all: Vec<u8> = (0..=255u8).collect();
+    out.assert_code(0).assert_stdout(&all);
+    out.assert_stderr_contains("only on stderr\n");
+    assert!(!contains(&out.stdout, b"only on stderr"));
+}
+
+/// What flood.c writes for `n`: 64 KiB writes of 'a'..'z' repeating (each
+/// write starts again at 'a'), then a newline.
+fn flood_output(n: usize) -> Vec<u8> {
     let chunk: Vec<u8> = (0..65536).map(|i| b'a' + (i % 26) as u8).collect();
-    let mut expected = Vec::with_capacity(N + 1);
-    while expected.len() < N {
-        let n = (N - expected.len()).min(chunk.len());
-        expected.extend_from_slice(&chunk[..n]);
+    let mut expected = Vec::with_capacity(n + 1);
+    while expected.len() < n {
+        let take = (n - expected.len()).min(chunk.len());
+        expected.extend_from_slice(&chunk[..take]);
     }
     expected.push(b'\n');
-    out.assert_code(0).assert_stdout(&expected);
+    expected
+}
+
+#[test]
+fn stdout_carries_a_32_mib_line_over_virtio() {
+    const N: usize = 32 << 20;
+    let flood = payload("flood");
+    let out = virtrun([flood.as_os_str(), N.to_string().as_ref()]).run();
+    out.assert_code(0).assert_stdout(&flood_output(N));
+}
+
+#[test]
+fn stdout_carries_a_4_mib_line_over_isa() {
+    const N: usize = 4 << 20;
+    let flood = payload("flood");
+    let out = virtrun([flood.as_os_str(), N.to_string().as_ref()])
+        .transport("isa")
+        .run();
+    out.assert_code(0).assert_stdout(&flood_output(N));
 }
 
 // --- 5. stdin ----------------------------------------------------------------------
@@ -123,6 +161,17 @@ fn stdin_reaches_cat_with_eof() {
 fn stdin_200_kib_of_all_byte_values() {
     let input: Vec<u8> = (0..200 * 1024).map(|i| (i % 256) as u8).collect();
     virtrun(["/usr/bin/cat"])
+        .stdin(input.clone())
+        .run()
+        .assert_code(0)
+        .assert_stdout(&input);
+}
+
+#[test]
+fn stdin_200_kib_over_isa_is_flow_controlled() {
+    let input: Vec<u8> = (0..200 * 1024).map(|i| (i * 7 % 256) as u8).collect();
+    virtrun(["/usr/bin/cat"])
+        .transport("isa")
         .stdin(input.clone())
         .run()
         .assert_code(0)
@@ -280,4 +329,110 @@ fn guest_out_of_memory_is_255() {
         .assert_code(255)
         .assert_stdout(b"")
         .assert_stderr_contains("out of memory");
+}
+
+// --- kernel modules ----------------------------------------------------------------
+
+#[test]
+fn add_module_by_name_and_by_path() {
+    let tree = kernel().canonicalize().unwrap();
+    let release_dir = tree.parent().unwrap().parent().unwrap().join("lib/modules");
+    let release = std::fs::read_dir(&release_dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let dummy = release.join("kernel/drivers/net/dummy.ko");
+    assert!(dummy.is_file(), "{} missing", dummy.display());
+    // By name (resolved from the tree next to the kernel) and by path.
+    for module in [OsString::from("dummy"), dummy.into_os_string()] {
+        let out = virtrun([
+            OsString::from("-addModule"),
+            module,
+            "/usr/bin/cat".into(),
+            "/proc/modules".into(),
+        ])
+        .run();
+        out.assert_code(0);
+        let modules = out.stdout_text();
+        assert!(
+            modules.lines().any(|l| l.starts_with("dummy ")),
+            "dummy not loaded:\n{modules}"
+        );
+        // The transport's own drivers came first.
+        assert!(modules.lines().any(|l| l.starts_with("virtio_console ")));
+    }
+}
+
+// --- timeout and signals -----------------------------------------------------------
+
+/// Whether any process still mentions `dir` on its command line (a QEMU whose
+/// initramfs lives there).
+fn process_mentions(dir: &Path) -> bool {
+    let needle = dir.as_os_str().as_encoded_bytes();
+    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline"))
+            .is_ok_and(|c| c.windows(needle.len()).any(|w| w == needle))
+    })
+}
+
+#[test]
+fn timeout_stops_a_guest_that_never_ends() {
+    let tmp = empty_tmpdir();
+    let out = virtrun([
+        OsString::from("-timeout"),
+        "20s".into(),
+        payload("sleep").into(),
+    ])
+    .tmpdir(tmp.path())
+    .run();
+    out.assert_code(124).assert_stdout(b"ready\n");
+    out.assert_stderr_contains("timed out after 20s while running the binary");
+    assert!(
+        out.elapsed < Duration::from_secs(25),
+        "took {:?}",
+        out.elapsed
+    );
+    assert_empty_dir(tmp.path());
+    assert!(!process_mentions(tmp.path()), "QEMU left running");
+}
+
+#[test]
+fn sigint_reaches_the_binary_and_ends_the_run() {
+    let tmp = empty_tmpdir();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_virtrun"))
+        .args(["-nokvm", "-kernel"])
+        .arg(kernel())
+        .arg(payload("sigint"))
+        .env("TMPDIR", tmp.path())
+        .env_remove("VIRTRUN_ARGS")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n", "payload did not start");
+    // SAFETY: kill(2) on our own child; no memory involved.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let start = Instant::now();
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(rest, "got SIGINT\n", "stderr: {stderr}");
+    assert_eq!(status.code(), Some(130), "stderr: {stderr}");
+    assert!(stderr.contains("SIGINT"), "stderr: {stderr}");
+    assert!(start.elapsed() < Duration::from_secs(10));
+    assert_empty_dir(tmp.path());
+    assert!(!process_mentions(tmp.path()), "QEMU left running");
 }

@@ -213,9 +213,11 @@ pub struct Virtrun {
     env: Vec<(OsString, OsString)>,
     tmpdir: Option<PathBuf>,
     timeout: Duration,
+    transport: Option<&'static str>,
 }
 
-/// A run with the default flags (`-nokvm -transport isa -kernel K`) and `args`.
+/// A run with the default flags (`-nokvm -kernel K`, the default transport)
+/// and `args`.
 pub fn virtrun<I, S>(args: I) -> Virtrun
 where
     I: IntoIterator<Item = S>,
@@ -229,6 +231,7 @@ where
         env: Vec::new(),
         tmpdir: None,
         timeout: TIMEOUT,
+        transport: None,
     }
     .args(args)
 }
@@ -253,6 +256,12 @@ impl Virtrun {
     {
         self.args
             .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    /// Runs with `-transport T` instead of the default.
+    pub fn transport(mut self, transport: &'static str) -> Self {
+        self.transport = Some(transport);
         self
     }
 
@@ -293,7 +302,11 @@ impl Virtrun {
     pub fn run(self) -> Output {
         let mut argv: Vec<OsString> = Vec::new();
         if self.defaults {
-            argv.extend(["-nokvm", "-transport", "isa", "-kernel"].map(OsString::from));
+            argv.push("-nokvm".into());
+            if let Some(t) = self.transport {
+                argv.extend(["-transport", t].map(OsString::from));
+            }
+            argv.push("-kernel".into());
             argv.push(kernel().into_os_string());
         }
         argv.extend(self.args);
