@@ -23,7 +23,9 @@ fn guest_init(arch: Arch) -> Option<&'static [u8]> {
     }
 }
 
-/// Whether KVM can be used for a guest of `arch`.
+/// Whether to try KVM for a guest of `arch`: the host's own architecture,
+/// `/dev/kvm` usable, not disabled, and not found broken earlier since the
+/// host booted.
 fn use_kvm(config: &Config, arch: Arch) -> bool {
     !config.no_kvm
         && Arch::host() == Some(arch)
@@ -32,6 +34,30 @@ fn use_kvm(config: &Config, arch: Arch) -> bool {
             .write(true)
             .open("/dev/kvm")
             .is_ok()
+        && !kvm_known_broken().is_some_and(|p| p.exists())
+}
+
+/// A marker that KVM failed on this host since it booted, so that later runs
+/// go straight to emulation instead of waiting for the watchdog again.
+fn kvm_known_broken() -> Option<std::path::PathBuf> {
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    Some(cache_dir()?.join(format!("kvm-broken-{}", boot_id.trim())))
+}
+
+/// virtrun's cache: `$VIRTRUN_CACHE`, else `$XDG_CACHE_HOME/virtrun`, else
+/// `~/.cache/virtrun` (where `scripts/setup` also puts kernels); created on
+/// demand.
+fn cache_dir() -> Option<std::path::PathBuf> {
+    let env = |k| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from)
+    };
+    let dir = env("VIRTRUN_CACHE")
+        .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("virtrun")))
+        .or_else(|| env("HOME").map(|d| d.join(".cache/virtrun")))?;
+    std::fs::create_dir_all(&dir).ok()?;
+    Some(dir)
 }
 
 /// Runs `config` and returns virtrun's outcome. Host-side failures are errors
@@ -68,7 +94,7 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
         .tempdir()
         .context("creating temporary directory")?;
     let archive = dir.path().join("initramfs.cpio");
-    let inv = Invocation::new(config, arch, use_kvm(config, arch), archive.clone())?;
+    let mut inv = Invocation::new(config, arch, use_kvm(config, arch), archive.clone())?;
     let guest_config = GuestConfig {
         layout: inv.layout(),
         args: config.args.iter().map(|a| a.as_bytes().to_vec()).collect(),
@@ -109,7 +135,15 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
             message: Some(format!("interrupted by {}", outcome::signal_name(sig))),
         });
     }
-    let report = supervisor::run(&inv, config.timeout, signals, trace)?;
+    let mut report = supervisor::run(&inv, config.timeout, &mut signals, trace)?;
+    if let Some(why) = &report.kvm_failure {
+        eprintln!("virtrun: warning: KVM is not usable here ({why}); using emulation");
+        if let Some(marker) = kvm_known_broken() {
+            let _ = std::fs::write(marker, why);
+        }
+        inv.kvm = false;
+        report = supervisor::run(&inv, config.timeout, &mut signals, trace)?;
+    }
     if config.keep_initramfs {
         let kept = dir.keep();
         eprintln!(

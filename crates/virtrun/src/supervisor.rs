@@ -45,6 +45,11 @@ pub struct Report {
     pub timed_out: Option<Duration>,
     /// virtrun stopped the guest because it got this signal.
     pub interrupted: Option<i32>,
+    /// The guest showed a sign of life (a kernel log line or an event).
+    pub alive: bool,
+    /// KVM was used and failed before the guest showed a sign of life: the
+    /// run should be repeated under emulation.
+    pub kvm_failure: Option<String>,
 }
 
 /// Why QEMU could not be run at all.
@@ -86,6 +91,19 @@ pub fn catch_signals() -> io::Result<Signals> {
     Signals::new(FORWARDED)
 }
 
+/// How long a guest under KVM may stay silent before KVM is taken to be
+/// broken. A working KVM reaches the init in about a second; a broken one
+/// (present, opens, but the guest crawls or dies with "KVM internal error"
+/// while QEMU keeps running) would otherwise hang forever.
+const KVM_WATCHDOG: Duration = Duration::from_secs(5);
+
+/// What QEMU prints when KVM cannot run the guest.
+const KVM_ERRORS: [&str; 3] = [
+    "KVM internal error",
+    "emulation failure",
+    "failed to set MSR",
+];
+
 /// How often the supervisor looks at signals and the deadline.
 const TICK: Duration = Duration::from_millis(20);
 
@@ -95,7 +113,7 @@ const TICK: Duration = Duration::from_millis(20);
 pub fn run(
     inv: &Invocation,
     timeout: Option<Duration>,
-    mut signals: Signals,
+    signals: &mut Signals,
     trace: &Trace,
 ) -> Result<Report, SuperviseError> {
     let channels = inv.channels();
@@ -152,10 +170,19 @@ pub fn run(
     let mut control: Option<Arc<Mutex<UnixStream>>> = None;
     let report = Arc::new(Mutex::new(Report::default()));
     let mut readers: Vec<JoinHandle<()>> = Vec::new();
-    let qemu_stderr = child.stderr.take().map(|mut s| {
+    let qemu_stderr = child.stderr.take().map(|s| {
+        let report = Arc::clone(&report);
         thread::spawn(move || {
             let mut text = String::new();
-            let _ = s.read_to_string(&mut text);
+            for line in BufReader::new(s).lines().map_while(Result::ok) {
+                if KVM_ERRORS.iter().any(|e| line.contains(e)) {
+                    lock(&report)
+                        .kvm_failure
+                        .get_or_insert_with(|| line.clone());
+                }
+                text.push_str(&line);
+                text.push('\n');
+            }
             text
         })
     });
@@ -232,8 +259,18 @@ pub fn run(
             lock(&report).timed_out = Some(limit);
             kill_qemu();
         }
+        if inv.kvm {
+            let mut r = lock(&report);
+            if !r.alive && r.kvm_failure.is_none() && start.elapsed() >= KVM_WATCHDOG {
+                r.kvm_failure = Some(format!(
+                    "no sign of life from the guest in {KVM_WATCHDOG:?}"
+                ));
+            }
+            if !r.alive && r.kvm_failure.is_some() {
+                kill_qemu();
+            }
+        }
     };
-    signals.handle().close();
     trace.log(|| format!("QEMU exited: {status:?}"));
     for r in readers {
         let _ = r.join();
@@ -243,9 +280,19 @@ pub fn run(
         lock.lock().unwrap_or_else(|p| p.into_inner()).done = true;
         cv.notify_all();
     }
+    let qemu_stderr = qemu_stderr.and_then(|h| h.join().ok()).unwrap_or_default();
     let mut report = report.lock().unwrap_or_else(|p| p.into_inner()).clone();
     report.qemu_status = status;
-    report.qemu_stderr = qemu_stderr.and_then(|h| h.join().ok()).unwrap_or_default();
+    if inv.kvm && !report.alive && report.interrupted.is_none() && report.timed_out.is_none() {
+        // QEMU gave up before the guest said anything: under KVM that is
+        // KVM's failure (an unsupported MSR, CPU model or accelerator).
+        if report.kvm_failure.is_none() && status.is_some_and(|s| !s.success()) {
+            report.kvm_failure = qemu_stderr.lines().next().map(str::to_string);
+        }
+    } else {
+        report.kvm_failure = None;
+    }
+    report.qemu_stderr = qemu_stderr;
     Ok(report)
 }
 
@@ -295,6 +342,7 @@ fn read_log(stream: UnixStream, verbose: bool, has_marker: bool, report: &Mutex<
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }
+        lock(report).alive = true;
         let text = String::from_utf8_lossy(&line);
         let text = text.trim_end_matches(['\n', '\r']);
         if has_marker && let Some(Event::ExitCode(code)) = Event::parse(text.as_bytes()) {
@@ -332,6 +380,7 @@ fn read_control(stream: UnixStream, flow: &Shared, report: &Mutex<Report>, trace
         let Some(event) = Event::parse(line.strip_suffix(b"\n").unwrap_or(&line)) else {
             continue;
         };
+        lock(report).alive = true;
         if !matches!(event, Event::StdinAck(_)) {
             trace.log(|| format!("guest event: {event}"));
         }

@@ -331,6 +331,40 @@ fn guest_out_of_memory_is_255() {
         .assert_stderr_contains("out of memory");
 }
 
+// --- KVM ----------------------------------------------------------------------------
+
+/// These machines have a /dev/kvm that opens but cannot run a Linux guest:
+/// virtrun must find out by itself and fall back to emulation.
+#[test]
+fn broken_kvm_is_detected_and_emulation_takes_over() {
+    let cache = empty_tmpdir(); // no marker from earlier runs
+    let tmp = empty_tmpdir();
+    for cpu in ["max", "qemu64"] {
+        let out = virtrun_bare([
+            OsString::from("-cpu"),
+            cpu.into(),
+            "-kernel".into(),
+            kernel().into(),
+            "/usr/bin/env".into(),
+        ])
+        .env("VIRTRUN_CACHE", cache.path())
+        .tmpdir(tmp.path())
+        .run();
+        out.assert_code(0).assert_stdout(ENV_OUTPUT);
+        let stderr = out.stderr_text();
+        assert!(
+            stderr.is_empty() || stderr.starts_with("virtrun: warning: KVM is not usable here"),
+            "unexpected stderr: {stderr}"
+        );
+        eprintln!("-cpu {cpu} without -nokvm: {:?}", out.elapsed);
+        // The second CPU model must not find the verdict of the first.
+        for marker in std::fs::read_dir(cache.path()).unwrap() {
+            std::fs::remove_file(marker.unwrap().path()).unwrap();
+        }
+    }
+    assert_empty_dir(tmp.path());
+}
+
 // --- kernel modules ----------------------------------------------------------------
 
 #[test]
