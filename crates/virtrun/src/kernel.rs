@@ -7,6 +7,7 @@
 //! `modules.dep` is absent.
 
 use crate::config::Transport;
+use crate::elf::Arch;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read};
@@ -53,6 +54,61 @@ pub enum KernelError {
     /// Modules depend on each other in a circle.
     #[error("module dependency cycle through {0}")]
     Cycle(String),
+    /// The file is no kernel image virtrun knows.
+    #[error(
+        "{0}: not a Linux kernel image (no x86 boot header, arm64/riscv64 Image header, \
+         EFI/PE or ELF header)"
+    )]
+    NotAKernel(PathBuf),
+}
+
+/// The architecture a kernel image was built for, from its header: x86 boot
+/// protocol (bzImage), arm64/riscv64 `Image` magic, EFI/PE machine or ELF
+/// machine. `Ok(None)` for a compressed image whose header is not readable
+/// without unpacking it (e.g. `Image.gz`).
+pub fn image_arch(head: &[u8], path: &Path) -> Result<Option<Arch>, KernelError> {
+    let at = |range: std::ops::Range<usize>| head.get(range);
+    if at(0x202..0x206) == Some(b"HdrS") {
+        return Ok(Some(Arch::Amd64));
+    }
+    match at(0x38..0x3c) {
+        Some(b"ARM\x64") => return Ok(Some(Arch::Arm64)),
+        Some(b"RSC\x05") => return Ok(Some(Arch::Riscv64)),
+        _ => {}
+    }
+    if head.starts_with(b"\x7fELF") {
+        let machine = u16::from_le_bytes([
+            head.get(18).copied().unwrap_or(0),
+            head.get(19).copied().unwrap_or(0),
+        ]);
+        return Arch::from_machine(machine)
+            .map(Some)
+            .ok_or_else(|| KernelError::NotAKernel(path.to_path_buf()));
+    }
+    if head.starts_with(b"MZ") {
+        let pe =
+            at(0x3c..0x40).map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])) as usize;
+        if at(pe..pe + 4) == Some(b"PE\0\0") {
+            let machine = at(pe + 4..pe + 6).map_or(0, |b| u16::from_le_bytes([b[0], b[1]]));
+            return match machine {
+                0x8664 => Ok(Some(Arch::Amd64)),
+                0xaa64 => Ok(Some(Arch::Arm64)),
+                0x5064 => Ok(Some(Arch::Riscv64)),
+                _ => Err(KernelError::NotAKernel(path.to_path_buf())),
+            };
+        }
+    }
+    // gzip, zstd, xz, lz4: a compressed Image, whose header is inside.
+    const COMPRESSED: [&[u8]; 4] = [
+        b"\x1f\x8b",
+        b"\x28\xb5\x2f\xfd",
+        b"\xfd7zXZ",
+        b"\x02\x21\x4c\x18",
+    ];
+    if COMPRESSED.iter().any(|m| head.starts_with(m)) {
+        return Ok(None);
+    }
+    Err(KernelError::NotAKernel(path.to_path_buf()))
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> KernelError + '_ {
@@ -73,21 +129,22 @@ fn module_name(path: &Path) -> Option<String> {
     Some(normalize(stem))
 }
 
-/// Reads the kernel release from the image: the x86 boot header's
-/// `kernel_version` field, else the `Linux version` banner of an
-/// uncompressed image.
-pub fn read_release(image: &Path) -> Result<Option<String>, KernelError> {
+/// Reads the architecture and the release of a kernel image: the release
+/// from the x86 boot header's `kernel_version` field, else from the
+/// `Linux version` banner of an uncompressed image.
+pub fn read_image(image: &Path) -> Result<(Option<Arch>, Option<String>), KernelError> {
     let mut file = File::open(image).map_err(io_err(image))?;
     let mut head = vec![0u8; 0x10000];
     let n = read_up_to(&mut file, &mut head).map_err(io_err(image))?;
     head.truncate(n);
+    let arch = image_arch(&head, image)?;
     if let Some(release) = bzimage_release(&head) {
-        return Ok(Some(release));
+        return Ok((arch, Some(release)));
     }
     // SAFETY: the file is only read through the map; a concurrent writer
     // could only make us read garbage, which the parsing below tolerates.
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io_err(image))?;
-    Ok(banner_release(&map))
+    Ok((arch, banner_release(&map)))
 }
 
 fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
@@ -376,6 +433,8 @@ pub fn transport_drivers(transport: Transport) -> &'static [Driver] {
 /// What is known about a kernel image.
 #[derive(Debug, Clone)]
 pub struct Kernel {
+    /// Architecture, when the header tells it.
+    pub arch: Option<Arch>,
     /// Release, e.g. `6.1.0-56-cloud-amd64`.
     pub release: Option<String>,
     /// Build config, when found next to the image.
@@ -389,7 +448,7 @@ pub struct Kernel {
 impl Kernel {
     /// Inspects `image`; `modules_dir` overrides the search for its tree.
     pub fn inspect(image: &Path, modules_dir: Option<&Path>) -> Result<Self, KernelError> {
-        let release = read_release(image)?;
+        let (arch, release) = read_image(image)?;
         // An extracted package keeps the image in boot/ and the modules in
         // lib/modules/ beside it; follow links to find that layout.
         let real = std::fs::canonicalize(image).map_err(io_err(image))?;
@@ -417,6 +476,7 @@ impl Kernel {
             None => None,
         };
         Ok(Kernel {
+            arch,
             release,
             config,
             modules,
@@ -532,6 +592,140 @@ mod tests {
         );
         head[0x202] = b'X';
         assert_eq!(bzimage_release(&head), None);
+    }
+
+    #[test]
+    fn image_headers_tell_the_architecture() {
+        let p = Path::new("k");
+        let mut img = vec![0u8; 0x400];
+        img[0x202..0x206].copy_from_slice(b"HdrS");
+        assert_eq!(image_arch(&img, p).unwrap(), Some(Arch::Amd64));
+        let mut img = vec![0u8; 0x400];
+        img[0x38..0x3c].copy_from_slice(b"ARM\x64");
+        assert_eq!(image_arch(&img, p).unwrap(), Some(Arch::Arm64));
+        img[0x38..0x3c].copy_from_slice(b"RSC\x05");
+        assert_eq!(image_arch(&img, p).unwrap(), Some(Arch::Riscv64));
+        let mut pe = vec![0u8; 0x400];
+        pe[..2].copy_from_slice(b"MZ");
+        pe[0x3c] = 0x80;
+        pe[0x80..0x84].copy_from_slice(b"PE\0\0");
+        pe[0x84..0x86].copy_from_slice(&0x5064u16.to_le_bytes());
+        assert_eq!(image_arch(&pe, p).unwrap(), Some(Arch::Riscv64));
+        assert_eq!(image_arch(b"\x1f\x8b\x08rest", p).unwrap(), None);
+        assert!(matches!(
+            image_arch(b"hello world", p),
+            Err(KernelError::NotAKernel(_))
+        ));
+        let elf = std::fs::read("/usr/bin/true").unwrap();
+        assert_eq!(image_arch(&elf, p).unwrap(), Some(Arch::Amd64));
+    }
+
+    /// The Debian amd64 kernel fetched by scripts/setup (the test fails, not
+    /// skips, when it is missing).
+    fn debian_amd64_kernel() -> PathBuf {
+        let path = std::env::var_os("VIRTRUN_TEST_KERNEL")
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME")
+                    .map(|h| PathBuf::from(h).join(".cache/virtrun/kernels/amd64/vmlinuz"))
+            })
+            .unwrap();
+        assert!(
+            path.exists(),
+            "{}: no test kernel, run scripts/setup",
+            path.display()
+        );
+        path
+    }
+
+    #[test]
+    fn real_debian_bzimage() {
+        let image = debian_amd64_kernel();
+        let (arch, release) = read_image(&image).unwrap();
+        assert_eq!(arch, Some(Arch::Amd64));
+        let release = release.unwrap();
+        let real = std::fs::canonicalize(&image).unwrap();
+        let name = real.file_name().unwrap().to_str().unwrap();
+        assert_eq!(name, format!("vmlinuz-{release}"));
+        let kernel = Kernel::inspect(&image, None).unwrap();
+        let tree = kernel
+            .modules
+            .as_ref()
+            .expect("module tree next to the kernel");
+        assert_eq!(
+            kernel.config.as_ref().unwrap().get("CONFIG_VIRTIO_CONSOLE"),
+            Some("m")
+        );
+        // No modules.dep in the package: the order comes from .modinfo.
+        let order = tree.resolve(&["virtio_pci", "virtio_console"]).unwrap();
+        let names: Vec<String> = order.iter().map(|p| module_name(p).unwrap()).collect();
+        let pos = |n: &str| {
+            names
+                .iter()
+                .position(|x| x == n)
+                .unwrap_or_else(|| panic!("{n} in {names:?}"))
+        };
+        assert!(pos("virtio_ring") < pos("virtio"));
+        assert!(pos("virtio") < pos("virtio_pci"));
+        assert!(pos("virtio_pci_modern_dev") < pos("virtio_pci"));
+        assert!(pos("virtio_pci") < pos("virtio_console") || pos("virtio") < pos("virtio_console"));
+        assert!(tree.is_builtin("8250"));
+    }
+
+    #[test]
+    fn modular_virtio_without_a_tree_fails_before_boot() {
+        let kernel = Kernel {
+            arch: Some(Arch::Amd64),
+            release: Some("6.1.0-test".into()),
+            config: Some(KernelConfig::parse(
+                "CONFIG_VIRTIO_PCI=m\nCONFIG_VIRTIO_CONSOLE=m\n",
+            )),
+            modules: None,
+            looked: vec!["/nowhere/lib/modules/6.1.0-test".into()],
+        };
+        let err = kernel
+            .plan_modules(Transport::Pci, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("CONFIG_VIRTIO_PCI=m"), "{err}");
+        assert!(err.contains("-transport isa"), "{err}");
+        assert!(
+            kernel
+                .plan_modules(Transport::Isa, &[])
+                .unwrap()
+                .0
+                .is_empty()
+        );
+        let unknown = Kernel {
+            config: None,
+            ..kernel
+        };
+        let (files, doubt) = unknown.plan_modules(Transport::Pci, &[]).unwrap();
+        assert!(files.is_empty());
+        assert!(doubt.unwrap().contains("virtio_pci"));
+    }
+
+    #[test]
+    fn cycles_and_missing_dependencies_are_errors() {
+        let dir = std::env::temp_dir().join(format!("virtrun-kernel-cycle-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("kernel")).unwrap();
+        for m in ["x", "y", "z"] {
+            std::fs::write(dir.join(format!("kernel/{m}.ko")), b"").unwrap();
+        }
+        std::fs::write(
+            dir.join("modules.dep"),
+            "kernel/x.ko: kernel/y.ko\nkernel/y.ko: kernel/x.ko\nkernel/z.ko: kernel/gone.ko\n",
+        )
+        .unwrap();
+        let tree = ModuleTree::open(&dir).unwrap();
+        let cycle = tree.resolve(&["x"]);
+        let missing = tree.resolve(&["z"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(matches!(cycle, Err(KernelError::Cycle(_))), "{cycle:?}");
+        assert!(
+            matches!(missing, Err(KernelError::UnknownModule { .. })),
+            "{missing:?}"
+        );
     }
 
     #[test]

@@ -83,6 +83,20 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
         })?)
     };
     trace.log(|| format!("binary is {}", arch.name()));
+    let kernel =
+        Kernel::inspect(&config.kernel, config.modules_dir.as_deref()).context("-kernel")?;
+    if let Some(kernel_arch) = kernel.arch
+        && kernel_arch != arch
+    {
+        bail!(
+            "kernel {} is {} but binary {} is {} ({}): use a kernel of the binary's architecture",
+            config.kernel.display(),
+            kernel_arch.name(),
+            config.binary.display(),
+            arch.name(),
+            arch.elf_name()
+        );
+    }
 
     let mut elves = vec![config.binary.as_path()];
     elves.extend(config.add_files.iter().map(|p| p.as_path()));
@@ -100,8 +114,6 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
         args: config.args.iter().map(|a| a.as_bytes().to_vec()).collect(),
         verbose: config.verbose,
     };
-    let kernel =
-        Kernel::inspect(&config.kernel, config.modules_dir.as_deref()).context("kernel")?;
     let (modules, doubt) = kernel.plan_modules(inv.transport, &config.add_modules)?;
     trace.log(|| {
         let tree = kernel

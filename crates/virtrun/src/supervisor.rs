@@ -97,11 +97,13 @@ pub fn catch_signals() -> io::Result<Signals> {
 /// while QEMU keeps running) would otherwise hang forever.
 const KVM_WATCHDOG: Duration = Duration::from_secs(5);
 
-/// What QEMU prints when KVM cannot run the guest.
-const KVM_ERRORS: [&str; 3] = [
-    "KVM internal error",
+/// What QEMU prints when KVM cannot run the guest (compared in lower case;
+/// any error naming KVM counts too).
+const KVM_ERRORS: [&str; 4] = [
+    "kvm",
     "emulation failure",
-    "failed to set MSR",
+    "failed to set msr",
+    "failed to get msr",
 ];
 
 /// How often the supervisor looks at signals and the deadline.
@@ -175,7 +177,8 @@ pub fn run(
         thread::spawn(move || {
             let mut text = String::new();
             for line in BufReader::new(s).lines().map_while(Result::ok) {
-                if KVM_ERRORS.iter().any(|e| line.contains(e)) {
+                let lower = line.to_lowercase();
+                if KVM_ERRORS.iter().any(|e| lower.contains(e)) {
                     lock(&report)
                         .kvm_failure
                         .get_or_insert_with(|| line.clone());
@@ -283,13 +286,9 @@ pub fn run(
     let qemu_stderr = qemu_stderr.and_then(|h| h.join().ok()).unwrap_or_default();
     let mut report = report.lock().unwrap_or_else(|p| p.into_inner()).clone();
     report.qemu_status = status;
-    if inv.kvm && !report.alive && report.interrupted.is_none() && report.timed_out.is_none() {
-        // QEMU gave up before the guest said anything: under KVM that is
-        // KVM's failure (an unsupported MSR, CPU model or accelerator).
-        if report.kvm_failure.is_none() && status.is_some_and(|s| !s.success()) {
-            report.kvm_failure = qemu_stderr.lines().next().map(str::to_string);
-        }
-    } else {
+    // A KVM failure only counts before the guest showed life; afterwards the
+    // run is the guest's own.
+    if !inv.kvm || report.alive || report.interrupted.is_some() || report.timed_out.is_some() {
         report.kvm_failure = None;
     }
     report.qemu_stderr = qemu_stderr;
