@@ -146,6 +146,58 @@ fn stdout_carries_a_4_mib_line_over_isa() {
     out.assert_code(0).assert_stdout(&flood_output(N));
 }
 
+/// What streams.c writes to one stream: byte i is (i * mul + add) % modulus.
+fn stream_bytes(n: usize, mul: usize, add: usize, modulus: usize) -> Vec<u8> {
+    (0..n).map(|i| ((i * mul + add) % modulus) as u8).collect()
+}
+
+fn streams(transport: Option<&'static str>, out: usize, err: usize) {
+    let mut run = virtrun([
+        payload("streams").into_os_string(),
+        out.to_string().into(),
+        err.to_string().into(),
+    ]);
+    if let Some(t) = transport {
+        run = run.transport(t);
+    }
+    let result = run.run();
+    result
+        .assert_code(0)
+        .assert_stdout(&stream_bytes(out, 31, 7, 251));
+    assert!(
+        result.stderr == stream_bytes(err, 17, 3, 241),
+        "stderr differs: {} bytes, want {err}",
+        result.stderr.len()
+    );
+}
+
+#[test]
+fn stdout_100_mb_and_stderr_10_mb_over_virtio() {
+    streams(None, 100_000_000, 10_000_000);
+}
+
+#[test]
+fn stdout_16_mib_and_stderr_4_mib_over_isa() {
+    streams(Some("isa"), 16 << 20, 4 << 20);
+}
+
+#[test]
+fn stdout_500_lines_of_64_kib() {
+    const LEN: usize = 64 * 1024;
+    let out = virtrun([
+        payload("lines").into_os_string(),
+        "500".into(),
+        LEN.to_string().into(),
+    ])
+    .run();
+    let mut expected = Vec::with_capacity(500 * LEN);
+    for k in 0..500 {
+        expected.extend(std::iter::repeat_n(b'A' + (k % 26) as u8, LEN - 1));
+        expected.push(b'\n');
+    }
+    out.assert_code(0).assert_stdout(&expected);
+}
+
 // --- 5. stdin ----------------------------------------------------------------------
 
 #[test]
@@ -397,6 +449,24 @@ fn add_module_by_name_and_by_path() {
         // The transport's own drivers came first.
         assert!(modules.lines().any(|l| l.starts_with("virtio_console ")));
     }
+}
+
+#[test]
+fn add_module_veth_by_name_pulls_its_dependencies() {
+    // ip is dynamic: its libraries come along. veth needs its dependencies
+    // loaded first, which only the module tree knows.
+    virtrun([
+        "-addModule",
+        "veth",
+        "/usr/sbin/ip",
+        "link",
+        "add",
+        "type",
+        "veth",
+    ])
+    .run()
+    .assert_code(0)
+    .assert_stdout(b"");
 }
 
 // --- timeout and signals -----------------------------------------------------------
