@@ -16,7 +16,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
-use virtrun_protocol::{CONFIG_PATH, Event, Frame, GUEST_ENV, GuestConfig, MAIN_PATH, MODULES_DIR};
+use virtrun_protocol::{
+    CONFIG_PATH, Event, Frame, GUEST_ENV, GuestConfig, GuestTimes, MAIN_PATH, MODULES_DIR,
+};
 use virtrun_sysinit::channel::{self, Channels, EventSender, FrameReader};
 use virtrun_sysinit::process::{self, Exit};
 use virtrun_sysinit::{fs, kmod, log, net, power};
@@ -32,8 +34,9 @@ fn main() {
         eprintln!("virtrun-init: must run as PID 1");
         std::process::exit(INIT_FAILED);
     }
+    let init = process::monotonic_us();
     set_guest_env();
-    if let Err(e) = run() {
+    if let Err(e) = run(init) {
         log::error(&e.to_string());
     }
     power::shutdown()
@@ -53,7 +56,7 @@ fn set_guest_env() {
 }
 
 /// A failure before the control channel exists only reaches the kernel log.
-fn run() -> virtrun_sysinit::Result<()> {
+fn run(init: u64) -> virtrun_sysinit::Result<()> {
     fs::mount_essential()?;
     fill_std_fds();
     let raw = std::fs::read(CONFIG_PATH)
@@ -65,23 +68,28 @@ fn run() -> virtrun_sysinit::Result<()> {
             io::Error::new(io::ErrorKind::InvalidData, e),
         )
     })?;
+    let step = |what: &str| {
+        if config.verbose {
+            log::info(what);
+        }
+    };
+    step("config read");
     for failure in fs::mount_optional() {
         log::info(&failure.to_string());
     }
+    step("optional filesystems mounted");
     // Modules first: they may provide the very drivers the channels need.
     let loaded = kmod::load_dir(Path::new(MODULES_DIR));
     let setup = loaded
-        .map(|n| {
-            if config.verbose {
-                log::info(&format!("loaded {n} modules"));
-            }
-        })
+        .map(|n| step(&format!("loaded {n} modules")))
         .and_then(|()| net::set_up("lo"))
         .and_then(|()| fs::create_dev_links());
+    step("lo up, /dev links made");
     let channels = Channels::open(config.layout, PORT_WAIT)?;
+    step("channels open");
     let events = EventSender::new(clone(&channels.control)?);
     let code = match setup {
-        Ok(()) => run_main(&config, channels, &events),
+        Ok(()) => run_main(&config, channels, &events, init),
         Err(e) => Err(e),
     }
     .unwrap_or_else(|e| {
@@ -114,6 +122,7 @@ fn run_main(
     config: &GuestConfig,
     channels: Channels,
     events: &EventSender,
+    init: u64,
 ) -> virtrun_sysinit::Result<i32> {
     let oom_before = process::oom_kills();
     let pipe = || io::pipe().map_err(|e| virtrun_sysinit::Error::new("create pipe", e));
@@ -157,6 +166,7 @@ fn run_main(
     // The command holds our copies of the binary's pipe ends; the pumps see
     // end-of-file only once they are gone.
     drop(command);
+    let started = process::monotonic_us();
     let pid = {
         let child = child?;
         pid.store(child.id(), Ordering::SeqCst);
@@ -165,6 +175,7 @@ fn run_main(
     let _ = events.send(&Event::Started);
 
     let exit = process::reap(pid).map_err(|e| virtrun_sysinit::Error::new("wait for /main", e))?;
+    let exited = process::monotonic_us();
     // Whatever the binary left running would keep its pipes open; the guest
     // is about to end anyway.
     process::kill_all();
@@ -180,6 +191,12 @@ fn run_main(
     if let Exit::Signal(sig) = exit {
         let _ = events.send(&Event::Signaled(sig));
     }
+    let _ = events.send(&Event::Times(GuestTimes {
+        init,
+        started,
+        exited,
+        reported: process::monotonic_us(),
+    }));
     Ok(exit.code())
 }
 

@@ -294,6 +294,8 @@ pub enum Event {
     OutOfMemory,
     /// The init failed; the message says why.
     Error(String),
+    /// Where the guest's time went, sent just before the exit code.
+    Times(GuestTimes),
     /// The binary's exit code; the last event of a run.
     ExitCode(i32),
 }
@@ -304,6 +306,21 @@ const EV_ACK: &str = "VIRTRUN_STDIN_ACK: ";
 const EV_SIGNALED: &str = "VIRTRUN_SIGNALED: ";
 const EV_OOM: &str = "VIRTRUN_OOM";
 const EV_ERROR: &str = "VIRTRUN_ERROR: ";
+const EV_TIMES: &str = "VIRTRUN_TIMES: ";
+
+/// Moments of a run on the guest's monotonic clock (microseconds since the
+/// kernel started).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GuestTimes {
+    /// The init's first instruction.
+    pub init: u64,
+    /// The binary was started.
+    pub started: u64,
+    /// The binary ended.
+    pub exited: u64,
+    /// The init was about to report the exit code.
+    pub reported: u64,
+}
 
 impl fmt::Display for Event {
     /// The line for this event, without its newline.
@@ -317,6 +334,11 @@ impl fmt::Display for Event {
             // A newline would split the event; the message is for humans.
             Event::Error(msg) => write!(f, "{EV_ERROR}{}", msg.replace('\n', " ")),
             Event::ExitCode(code) => write!(f, "{EXIT_MARKER}{code}"),
+            Event::Times(t) => write!(
+                f,
+                "{EV_TIMES}init={} started={} exited={} reported={}",
+                t.init, t.started, t.exited, t.reported
+            ),
         }
     }
 }
@@ -341,6 +363,21 @@ impl Event {
         }
         if let Some(s) = line.strip_prefix(EV_SIGNALED) {
             return s.parse().ok().map(Event::Signaled);
+        }
+        if let Some(fields) = line.strip_prefix(EV_TIMES) {
+            let mut t = GuestTimes::default();
+            for field in fields.split(' ') {
+                let (key, value) = field.split_once('=')?;
+                let value = value.parse().ok()?;
+                match key {
+                    "init" => t.init = value,
+                    "started" => t.started = value,
+                    "exited" => t.exited = value,
+                    "reported" => t.reported = value,
+                    _ => return None,
+                }
+            }
+            return Some(Event::Times(t));
         }
         if let Some(msg) = line.strip_prefix(EV_ERROR) {
             return Some(Event::Error(msg.to_string()));
@@ -424,6 +461,12 @@ mod tests {
             Event::ExitCode(0),
             Event::ExitCode(255),
             Event::ExitCode(-1),
+            Event::Times(GuestTimes {
+                init: 1_900_000,
+                started: 2_000_000,
+                exited: 2_100_000,
+                reported: 2_100_500,
+            }),
         ] {
             assert_eq!(Event::parse(ev.to_string().as_bytes()), Some(ev));
         }

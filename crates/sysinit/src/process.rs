@@ -66,3 +66,12 @@ pub fn oom_kills() -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// Microseconds on the monotonic clock, which starts with the kernel.
+pub fn monotonic_us() -> u64 {
+    // SAFETY: timespec is plain old data; clock_gettime only writes it.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: valid clock id and pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
+}

@@ -98,6 +98,8 @@ pub struct Config {
     pub add_modules: Vec<ModuleRef>,
     /// The kernel's module tree, when not found next to the kernel.
     pub modules_dir: Option<PathBuf>,
+    /// Root of the target system for shared libraries of foreign binaries.
+    pub sysroot: Option<PathBuf>,
     /// Stop the guest after this long.
     pub timeout: Option<Duration>,
     /// Verbose guest kernel output.
@@ -279,6 +281,7 @@ enum Flag {
     QemuBin,
     Smp,
     Standalone,
+    Sysroot,
     Timeout,
     Transport,
     Verbose,
@@ -385,6 +388,13 @@ const FLAGS: &[FlagSpec] = &[
         help: "run first given file as init itself. Use this if it has virtrun support built in.",
     },
     FlagSpec {
+        flag: Flag::Sysroot,
+        name: "sysroot",
+        value: Some("dir"),
+        help: "root of the target system whose shared libraries a foreign binary uses \
+               (default: /usr/<triple> when installed, e.g. /usr/aarch64-linux-gnu)",
+    },
+    FlagSpec {
         flag: Flag::Timeout,
         name: "timeout",
         value: Some("duration"),
@@ -485,6 +495,7 @@ struct Raw {
     add_files: Vec<OsString>,
     add_modules: Vec<OsString>,
     modules_dir: Option<OsString>,
+    sysroot: Option<OsString>,
     timeout: Option<Duration>,
     verbose: bool,
     debug: bool,
@@ -508,6 +519,7 @@ impl Default for Raw {
             add_files: Vec::new(),
             add_modules: Vec::new(),
             modules_dir: None,
+            sysroot: None,
             timeout: None,
             verbose: false,
             debug: false,
@@ -609,6 +621,7 @@ impl Raw {
             Flag::AddFile => extend_list(&mut self.add_files, value),
             Flag::AddModule => extend_list(&mut self.add_modules, value),
             Flag::ModulesDir => self.modules_dir = os(),
+            Flag::Sysroot => self.sysroot = os(),
             Flag::Timeout => {
                 let d = parse_go_duration(text()?).map_err(invalid)?;
                 self.timeout = (!d.is_zero()).then_some(d);
@@ -639,6 +652,10 @@ impl Raw {
             .modules_dir
             .map(|d| directory("-modulesDir", &d, cwd))
             .transpose()?;
+        let sysroot = self
+            .sysroot
+            .map(|d| directory("-sysroot", &d, cwd))
+            .transpose()?;
         let binary = regular_file("binary", binary, cwd)?;
         Ok(Config {
             kernel,
@@ -655,6 +672,7 @@ impl Raw {
             add_files,
             add_modules,
             modules_dir,
+            sysroot,
             timeout: self.timeout,
             verbose: self.verbose,
             debug: self.debug,
@@ -1124,6 +1142,7 @@ mod tests {
                 add_files: vec![],
                 add_modules: vec![],
                 modules_dir: None,
+                sysroot: None,
                 timeout: None,
                 verbose: false,
                 debug: false,
@@ -1996,6 +2015,7 @@ mod tests {
                 "qemuBin",
                 "smp",
                 "standalone",
+                "sysroot",
                 "timeout",
                 "transport",
                 "verbose",

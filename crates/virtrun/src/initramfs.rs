@@ -73,6 +73,26 @@ pub enum WriteError {
     Write(#[from] io::Error),
 }
 
+/// A kernel module for `/lib/modules`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Module {
+    /// File name in the guest (its extension tells the init whether the
+    /// kernel must decompress it).
+    pub name: String,
+    /// The bytes.
+    pub content: Content,
+}
+
+impl Module {
+    /// A module file packed as it is.
+    pub fn file(path: &Path) -> Result<Self, PlanError> {
+        Ok(Module {
+            name: file_name(path)?,
+            content: Content::Host(path.to_path_buf()),
+        })
+    }
+}
+
 /// What goes into the archive.
 #[derive(Debug)]
 pub struct Input<'a> {
@@ -84,8 +104,8 @@ pub struct Input<'a> {
     pub main: &'a Path,
     /// `-addFile` files.
     pub files: &'a [PathBuf],
-    /// `-addModule` files, in load order.
-    pub modules: &'a [PathBuf],
+    /// Kernel modules, in load order.
+    pub modules: &'a [Module],
     /// Shared libraries of the binary and the files.
     pub libs: &'a Resolved,
 }
@@ -152,13 +172,14 @@ impl Plan {
             plan.add(&path, host_file(file, None))?;
         }
         for (i, module) in input.modules.iter().enumerate() {
-            let path = format!(
-                "{}/{:04}-{}",
-                rel(proto::MODULES_DIR),
-                i + 1,
-                file_name(module)?
-            );
-            plan.add(&path, host_file(module, Some(0o644)))?;
+            let path = format!("{}/{:04}-{}", rel(proto::MODULES_DIR), i + 1, module.name);
+            plan.add(
+                &path,
+                Node::File {
+                    content: module.content.clone(),
+                    perm: Some(0o644),
+                },
+            )?;
         }
         for lib in &input.libs.libs {
             let path = format!("{}/{}", rel(proto::LIB_DIR), lib.guest_name);
@@ -333,7 +354,10 @@ mod tests {
             config: Some(b"cfg".to_vec()),
             main: Path::new("/usr/bin/tree"),
             files: &["/usr/bin/bash".into(), "/etc/hostname".into()],
-            modules: &["/m/virtio.ko".into(), "/m/a/virtio_ring.ko.xz".into()],
+            modules: &[
+                Module::file(Path::new("/m/virtio.ko")).unwrap(),
+                Module::file(Path::new("/m/a/virtio_ring.ko.xz")).unwrap(),
+            ],
             libs: &resolved(),
         })
         .unwrap()

@@ -8,6 +8,7 @@
 
 use crate::config::Transport;
 use crate::elf::Arch;
+use crate::initramfs::{Content, Module};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read};
@@ -367,14 +368,85 @@ fn collect_modules(dir: &Path, files: &mut HashMap<String, PathBuf>) -> Result<(
     Ok(())
 }
 
+/// How a module file is compressed, by its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// `.ko.xz`
+    Xz,
+    /// `.ko.zst`
+    Zstd,
+    /// `.ko.gz`
+    Gzip,
+}
+
+impl Compression {
+    /// The compression of `path`, None for a plain `.ko`.
+    pub fn of(path: &Path) -> Option<Self> {
+        let name = path.file_name()?.to_str()?;
+        [
+            (".ko.xz", Self::Xz),
+            (".ko.zst", Self::Zstd),
+            (".ko.gz", Self::Gzip),
+        ]
+        .into_iter()
+        .find_map(|(ext, c)| name.ends_with(ext).then_some(c))
+    }
+
+    /// The kernel option that lets `finit_module` decompress this itself.
+    pub fn kernel_option(self) -> &'static str {
+        match self {
+            Self::Xz => "CONFIG_MODULE_COMPRESS_XZ",
+            Self::Zstd => "CONFIG_MODULE_COMPRESS_ZSTD",
+            Self::Gzip => "CONFIG_MODULE_COMPRESS_GZIP",
+        }
+    }
+}
+
+/// A module file's content, decompressed. Modules are small (kilobytes to a
+/// few megabytes), so they are read whole.
+pub fn read_module(path: &Path) -> Result<Vec<u8>, KernelError> {
+    let raw = std::fs::read(path).map_err(io_err(path))?;
+    let bad = |e: String| KernelError::BadModule(path.to_path_buf(), format!("decompressing: {e}"));
+    match Compression::of(path) {
+        None => Ok(raw),
+        Some(Compression::Xz) => {
+            let mut out = Vec::new();
+            lzma_rs::xz_decompress(&mut &raw[..], &mut out).map_err(|e| bad(e.to_string()))?;
+            Ok(out)
+        }
+        Some(Compression::Zstd) => {
+            let mut out = Vec::new();
+            ruzstd::decoding::StreamingDecoder::new(&raw[..])
+                .map_err(|e| bad(e.to_string()))?
+                .read_to_end(&mut out)
+                .map_err(|e| bad(e.to_string()))?;
+            Ok(out)
+        }
+        Some(Compression::Gzip) => {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&raw[..])
+                .read_to_end(&mut out)
+                .map_err(|e| bad(e.to_string()))?;
+            Ok(out)
+        }
+    }
+}
+
+impl KernelConfig {
+    /// Whether `finit_module` of this kernel takes files compressed like
+    /// that (`CONFIG_MODULE_DECOMPRESS` and the matching algorithm).
+    pub fn can_decompress(&self, c: Compression) -> bool {
+        self.get("CONFIG_MODULE_DECOMPRESS") == Some("y")
+            && self.get(c.kernel_option()) == Some("y")
+    }
+}
+
 /// The `depends=` list of a module's `.modinfo` section.
 fn modinfo_depends(path: &Path) -> Result<Vec<String>, KernelError> {
     let bad = |msg: String| KernelError::BadModule(path.to_path_buf(), msg);
-    let data = std::fs::read(path).map_err(io_err(path))?;
+    let data = read_module(path)?;
     if !data.starts_with(b"\x7fELF") {
-        return Err(bad(
-            "compressed or not ELF (compressed modules need modules.dep in the tree)".into(),
-        ));
+        return Err(bad("not an ELF object".into()));
     }
     let elf = goblin::elf::Elf::parse(&data).map_err(|e| bad(e.to_string()))?;
     let section = elf
@@ -482,6 +554,31 @@ impl Kernel {
             modules,
             looked,
         })
+    }
+
+    /// A module as the guest gets it: as it is when the kernel can load it
+    /// like that, decompressed here when the kernel cannot decompress it
+    /// itself (or its config is unknown).
+    pub fn guest_module(&self, path: &Path) -> Result<Module, KernelError> {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match Compression::of(path) {
+            Some(c) if !self.config.as_ref().is_some_and(|k| k.can_decompress(c)) => {
+                let plain = name
+                    .rsplit_once('.')
+                    .map_or(name.as_str(), |(stem, _)| stem);
+                Ok(Module {
+                    name: plain.to_string(),
+                    content: Content::Owned(read_module(path)?),
+                })
+            }
+            _ => Ok(Module {
+                name,
+                content: Content::Host(path.to_path_buf()),
+            }),
+        }
     }
 
     /// The module files to load for `transport` and the user's modules, in
@@ -726,6 +823,33 @@ mod tests {
             matches!(missing, Err(KernelError::UnknownModule { .. })),
             "{missing:?}"
         );
+    }
+
+    #[test]
+    fn compressed_modules_are_unpacked_unless_the_kernel_can() {
+        let dir = std::env::temp_dir().join(format!("virtrun-kernel-xz-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("m.ko.xz");
+        let mut xz = Vec::new();
+        lzma_rs::xz_compress(&mut &b"\x7fELF module"[..], &mut xz).unwrap();
+        std::fs::write(&path, &xz).unwrap();
+        let mut kernel = Kernel {
+            arch: None,
+            release: None,
+            config: Some(KernelConfig::parse("CONFIG_MODULE_COMPRESS_XZ=y\n")),
+            modules: None,
+            looked: Vec::new(),
+        };
+        let unpacked = kernel.guest_module(&path).unwrap();
+        kernel.config = Some(KernelConfig::parse(
+            "CONFIG_MODULE_DECOMPRESS=y\nCONFIG_MODULE_COMPRESS_XZ=y\n",
+        ));
+        let kept = kernel.guest_module(&path).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(unpacked.name, "m.ko");
+        assert_eq!(unpacked.content, Content::Owned(b"\x7fELF module".to_vec()));
+        assert_eq!(kept.name, "m.ko.xz");
+        assert_eq!(kept.content, Content::Host(path));
     }
 
     #[test]

@@ -107,6 +107,10 @@ pub struct Resolver {
     arch: Arch,
     ld_library_path: Vec<PathBuf>,
     system_dirs: Vec<PathBuf>,
+    /// Where the guest's `/` is on the host, for foreign binaries: absolute
+    /// interpreter, library and RPATH paths are looked up below it, and the
+    /// directories reported in [`Resolved::dirs`] are the guest's paths.
+    sysroot: Option<PathBuf>,
 }
 
 impl Resolver {
@@ -126,7 +130,33 @@ impl Resolver {
             arch,
             ld_library_path,
             system_dirs,
+            sysroot: None,
         }
+    }
+
+    /// Resolves against a foreign system's root, e.g. a cross sysroot such as
+    /// `/usr/aarch64-linux-gnu`: its `etc/ld.so.conf` (if any) and default
+    /// directories, below `sysroot`. The host's `LD_LIBRARY_PATH` is for host
+    /// programs and does not apply.
+    pub fn for_sysroot(arch: Arch, sysroot: &Path) -> Resolver {
+        let mut system_dirs = Vec::new();
+        read_ld_so_conf(&sysroot.join("etc/ld.so.conf"), 0, &mut system_dirs);
+        system_dirs.extend(default_dirs(arch));
+        let mut seen = HashSet::new();
+        system_dirs.retain(|d| seen.insert(d.clone()));
+        let system_dirs = system_dirs.iter().map(|d| below(sysroot, d)).collect();
+        Resolver {
+            arch,
+            ld_library_path: Vec::new(),
+            system_dirs,
+            sysroot: Some(sysroot.to_path_buf()),
+        }
+    }
+
+    /// The Debian cross sysroot for `arch` (`/usr/<triple>`), if installed.
+    pub fn debian_cross_sysroot(arch: Arch) -> Option<PathBuf> {
+        let dir = PathBuf::from(format!("/usr/{}-linux-gnu", arch.elf_name()));
+        dir.is_dir().then_some(dir)
     }
 
     /// Fully explicit search paths, for tests and foreign sysroots.
@@ -139,6 +169,15 @@ impl Resolver {
             arch,
             ld_library_path,
             system_dirs,
+            sysroot: None,
+        }
+    }
+
+    /// The host path of an absolute path of the target system.
+    fn host(&self, path: &Path) -> PathBuf {
+        match &self.sysroot {
+            Some(root) if path.is_absolute() => below(root, path),
+            _ => path.to_path_buf(),
         }
     }
 
@@ -165,7 +204,10 @@ impl Resolver {
     /// loader could not run them anyway) and static binaries. An ELF file that
     /// cannot be read or parsed is an error.
     pub fn resolve(&self, files: &[&Path]) -> Result<Resolved, LibError> {
-        let mut st = State::default();
+        let mut st = State {
+            sysroot: self.sysroot.clone(),
+            ..State::default()
+        };
         for &file in files {
             let info = match elf::inspect(file) {
                 Ok(info) => info,
@@ -197,6 +239,7 @@ impl Resolver {
         let info = &node.info;
         if let Some(interp) = &info.interpreter {
             let name = file_name(interp);
+            let interp = &self.host(interp);
             if !st.names.contains(&name) {
                 let found = st
                     .check(interp, info)
@@ -243,7 +286,7 @@ impl Resolver {
 
         for name in &info.needed {
             if name.contains('/') {
-                let path = PathBuf::from(name);
+                let path = self.host(Path::new(name));
                 let guest_name = file_name(&path);
                 if st.names.contains(&guest_name) {
                     continue;
@@ -297,7 +340,17 @@ impl Resolver {
         let origin = origin.as_os_str().as_bytes();
         entries
             .iter()
-            .map(|e| PathBuf::from(OsStr::from_bytes(&expand_tokens(e, origin, lib, platform))))
+            .map(|e| {
+                let expanded =
+                    PathBuf::from(OsStr::from_bytes(&expand_tokens(e, origin, lib, platform)));
+                // $ORIGIN already is a host path; other absolute entries name
+                // the target system.
+                if e.contains("ORIGIN") {
+                    expanded
+                } else {
+                    self.host(&expanded)
+                }
+            })
             .collect()
     }
 }
@@ -328,6 +381,7 @@ struct State {
     queue: VecDeque<Node>,
     /// Inspection results per candidate path, so each file is parsed once.
     cache: HashMap<PathBuf, Result<Rc<ElfInfo>, String>>,
+    sysroot: Option<PathBuf>,
 }
 
 impl State {
@@ -374,6 +428,15 @@ impl State {
         let found_dir = normalize(&absolute(&parent_dir(&host_path)));
         let real_dir = fs::canonicalize(&found_dir).ok();
         for dir in std::iter::once(found_dir.clone()).chain(real_dir) {
+            // Below a sysroot, the guest sees the path without it; a library
+            // found outside the sysroot (e.g. through $ORIGIN) keeps its path.
+            let dir = match &self.sysroot {
+                Some(root) => match dir.strip_prefix(root) {
+                    Ok(rest) => Path::new("/").join(rest),
+                    Err(_) => dir,
+                },
+                None => dir,
+            };
             if self.dirs.insert(dir.clone()) {
                 self.out.dirs.push(dir);
             }
@@ -391,6 +454,11 @@ impl State {
             host_path,
         });
     }
+}
+
+/// `path` (absolute on the target system) below `root` on the host.
+fn below(root: &Path, path: &Path) -> PathBuf {
+    root.join(path.strip_prefix("/").unwrap_or(path))
 }
 
 fn class_name(is_64: bool) -> &'static str {

@@ -100,7 +100,15 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
 
     let mut elves = vec![config.binary.as_path()];
     elves.extend(config.add_files.iter().map(|p| p.as_path()));
-    let libs = Resolver::new(arch).resolve(&elves)?;
+    let resolver = match &config.sysroot {
+        Some(root) => Resolver::for_sysroot(arch, root),
+        None if Arch::host() != Some(arch) => match Resolver::debian_cross_sysroot(arch) {
+            Some(root) => Resolver::for_sysroot(arch, &root),
+            None => Resolver::new(arch),
+        },
+        None => Resolver::new(arch),
+    };
+    let libs = resolver.resolve(&elves)?;
     trace.log(|| format!("resolved {} libraries", libs.libs.len()));
 
     let dir = tempfile::Builder::new()
@@ -125,6 +133,10 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
             kernel.release, tree, modules
         )
     });
+    let modules = modules
+        .iter()
+        .map(|m| kernel.guest_module(m))
+        .collect::<Result<Vec<_>, _>>()?;
     let plan = Plan::new(&Input {
         init,
         config: (!config.standalone).then(|| guest_config.encode()),

@@ -395,10 +395,26 @@ fn read_control(stream: UnixStream, flow: &Shared, report: &Mutex<Report>, trace
                 cv.notify_all();
             }
             Event::Started => lock(report).started = true,
+            Event::Times(t) => {
+                let ms = |us: u64| us as f64 / 1000.0;
+                trace.log(|| {
+                    format!(
+                        "guest clock: kernel start → init {:.1} ms, init → binary started {:.1} ms, \
+                         binary ran {:.1} ms, binary exit → exit code sent {:.1} ms",
+                        ms(t.init),
+                        ms(t.started.saturating_sub(t.init)),
+                        ms(t.exited.saturating_sub(t.started)),
+                        ms(t.reported.saturating_sub(t.exited))
+                    )
+                });
+            }
             Event::Signaled(sig) => lock(report).signaled = Some(sig),
             Event::OutOfMemory => lock(report).oom = true,
             Event::Error(msg) => lock(report).init_errors.push(msg),
-            Event::ExitCode(code) => lock(report).exit_code = Some(code),
+            Event::ExitCode(code) => {
+                lock(report).exit_code = Some(code);
+                trace.log(|| "exit code received; waiting for QEMU to end".into());
+            }
         }
     }
 }
