@@ -6,7 +6,6 @@
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -15,50 +14,30 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::thread;
-use std::time::Duration;
-use virtrun_protocol::{
-    CONFIG_PATH, Event, Frame, GUEST_ENV, GuestConfig, GuestTimes, MAIN_PATH, MODULES_DIR,
-};
+use virtrun_protocol::{CONFIG_PATH, Event, Frame, GUEST_ENV, GuestConfig, GuestTimes, MAIN_PATH};
 use virtrun_sysinit::channel::{self, Channels, EventSender, FrameReader};
 use virtrun_sysinit::process::{self, Exit};
-use virtrun_sysinit::{fs, kmod, log, net, power};
-
-/// How long to wait for virtio ports to appear after their driver loaded.
-const PORT_WAIT: Duration = Duration::from_secs(10);
-
-/// Exit code reported when the init itself fails.
-const INIT_FAILED: i32 = 255;
+use virtrun_sysinit::setup::{self, Setup};
+use virtrun_sysinit::{INIT_FAILED, fs, log, power};
 
 fn main() {
-    if !virtrun_sysinit::is_pid1() {
-        eprintln!("virtrun-init: must run as PID 1");
-        std::process::exit(INIT_FAILED);
-    }
+    virtrun_sysinit::exit_unless_pid1("virtrun-init");
     let init = process::monotonic_us();
-    set_guest_env();
+    // SAFETY: the init is still single-threaded here. The environment is set
+    // in place because `Command::envs` would sort the variables.
+    unsafe {
+        setup::clear_env();
+        setup::set_envs(GUEST_ENV);
+    }
     if let Err(e) = run(init) {
         log::error(&e.to_string());
     }
     power::shutdown()
 }
 
-/// Makes the init's own environment exactly [`GUEST_ENV`], in its order, for
-/// the binary to inherit: `Command::envs` would sort the variables.
-fn set_guest_env() {
-    for (key, _) in std::env::vars_os() {
-        // SAFETY: the init is still single-threaded here.
-        unsafe { std::env::remove_var(key) };
-    }
-    for (key, value) in GUEST_ENV {
-        // SAFETY: as above, no other thread exists yet.
-        unsafe { std::env::set_var(key, value) };
-    }
-}
-
 /// A failure before the control channel exists only reaches the kernel log.
 fn run(init: u64) -> virtrun_sysinit::Result<()> {
-    fs::mount_essential()?;
-    fill_std_fds();
+    setup::start()?;
     let raw = std::fs::read(CONFIG_PATH)
         .map_err(|e| virtrun_sysinit::Error::new(format!("read {CONFIG_PATH}"), e))?;
     fs::remove_if_exists(Path::new(CONFIG_PATH))?;
@@ -74,18 +53,10 @@ fn run(init: u64) -> virtrun_sysinit::Result<()> {
         }
     };
     step("config read");
-    for failure in fs::mount_optional() {
-        log::info(&failure.to_string());
-    }
-    step("optional filesystems mounted");
-    // Modules first: they may provide the very drivers the channels need.
-    let loaded = kmod::load_dir(Path::new(MODULES_DIR));
-    let setup = loaded
-        .map(|n| step(&format!("loaded {n} modules")))
-        .and_then(|()| net::set_up("lo"))
-        .and_then(|()| fs::create_dev_links());
-    step("lo up, /dev links made");
-    let channels = Channels::open(config.layout, PORT_WAIT)?;
+    // Modules first: they may provide the very drivers the channels need. A
+    // failure is reported once the control channel is open.
+    let setup = Setup::new().verbose(config.verbose).run();
+    let channels = Channels::open(config.layout, channel::PORT_WAIT)?;
     step("channels open");
     let events = EventSender::new(clone(&channels.control)?);
     let code = match setup {
@@ -104,17 +75,6 @@ fn run(init: u64) -> virtrun_sysinit::Result<()> {
 fn clone(file: &File) -> virtrun_sysinit::Result<File> {
     file.try_clone()
         .map_err(|e| virtrun_sysinit::Error::new("dup channel", e))
-}
-
-/// The kernel starts init with fds 0–2 closed when it has no console; later
-/// opens must not land there.
-fn fill_std_fds() {
-    while let Ok(null) = File::open("/dev/null") {
-        if null.as_raw_fd() > 2 {
-            break;
-        }
-        std::mem::forget(null);
-    }
 }
 
 /// Runs the binary with its streams on the channels; returns its exit code.
@@ -156,7 +116,11 @@ fn run_main(
                 .map(|a| std::ffi::OsString::from_vec(a.clone())),
         )
         .current_dir("/")
-        .arg0(MAIN_PATH)
+        .arg0(if config.argv0.is_empty() {
+            std::ffi::OsString::from(MAIN_PATH)
+        } else {
+            std::ffi::OsString::from_vec(config.argv0.clone())
+        })
         .stdin(stdin_r)
         .stdout(out_w)
         .stderr(err_w);

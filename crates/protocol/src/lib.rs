@@ -24,10 +24,23 @@
 //! cannot express end-of-file. Guest → host on the control channel is text, one
 //! event per line (see [`Event`]), so it stays readable in a raw capture.
 //!
+//! # Standalone mode
+//!
 //! In standalone mode the binary is the init, and inits written for the original
-//! Go tool expect its numbering: the exit marker on port 0 (the kernel console),
-//! the binary's stdout on port 1 and output files on ports 2, 3, …
-//! ([`STANDALONE_PORTS`]).
+//! Go tool expect its numbering of host ports:
+//!
+//! | port | carries | guest device (`isa`) | guest device (`pci`, `mmio`) |
+//! |---|---|---|---|
+//! | 0 ([`STANDALONE_CONSOLE_PORT`]) | kernel console: kernel log, the init's stderr, the exit marker | `ttyS0` | the built-in UART (`ttyS0`/`ttyAMA0`) |
+//! | 1 ([`STANDALONE_STDOUT_PORT`]) | the binary's stdout | `ttyS1` | virtio serial port number 1 (`/dev/vport0p1`) |
+//! | 2, 3, … | output files (go test profiles) | `ttyS2`, … | virtio serial port 2, … |
+//!
+//! Port 0 is always the kernel console (`/dev/console` in the guest), on a UART
+//! built into every stock kernel, so that an init started before its virtio
+//! driver is loaded still has it. The init links each further port to
+//! [`standalone_port_path`] (`/dev/virtrun1`, …), the names go test's output
+//! flags are rewritten to. The binary's arguments reach a standalone init
+//! through the kernel command line, after `--`, as its `argv`.
 
 #![deny(missing_docs)]
 
@@ -126,10 +139,25 @@ impl Layout {
     }
 }
 
-/// Number of ports whose numbering standalone inits written for the original
-/// rely on: port 0 carries the console and the exit marker, port 1 the
-/// binary's stdout.
+/// Number of ports a standalone guest always has: port 0 carries the console
+/// and the exit marker, port 1 the binary's stdout.
 pub const STANDALONE_PORTS: usize = 2;
+
+/// The standalone port that is the kernel console and carries the exit marker.
+pub const STANDALONE_CONSOLE_PORT: usize = 0;
+
+/// The standalone port that carries the binary's stdout.
+pub const STANDALONE_STDOUT_PORT: usize = 1;
+
+/// Prefix of [`standalone_port_path`].
+pub const STANDALONE_PORT_PREFIX: &str = "/dev/virtrun";
+
+/// Guest path of standalone port `n` (`/dev/virtrun2` for port 2), as the
+/// original's inits name them; a standalone init links it to the port's
+/// device. go test's output file flags are rewritten to these paths.
+pub fn standalone_port_path(n: usize) -> String {
+    format!("{STANDALONE_PORT_PREFIX}{n}")
+}
 
 /// What the host tells the init, written to [`CONFIG_PATH`].
 ///
@@ -139,6 +167,9 @@ pub const STANDALONE_PORTS: usize = 2;
 pub struct GuestConfig {
     /// Which devices carry control and streams.
     pub layout: Layout,
+    /// The binary's argv\[0\]: its file name on the host, so that programs
+    /// that look at their name (busybox, usage messages) behave as there.
+    pub argv0: Vec<u8>,
     /// Arguments for the binary (not including argv\[0\]).
     pub args: Vec<Vec<u8>>,
     /// Whether the init should narrate what it does on the log.
@@ -169,6 +200,7 @@ impl GuestConfig {
         };
         put(b"layout", self.layout.as_str().as_bytes());
         put(b"verbose", if self.verbose { b"1" } else { b"0" });
+        put(b"argv0", &self.argv0);
         for arg in &self.args {
             put(b"arg", arg);
         }
@@ -186,6 +218,7 @@ impl GuestConfig {
         }
         let mut layout = None;
         let mut verbose = false;
+        let mut argv0 = Vec::new();
         let mut args = Vec::new();
         for pair in fields.chunks(2) {
             let (k, v) = (pair[0], pair[1]);
@@ -197,6 +230,7 @@ impl GuestConfig {
                 }
                 b"verbose" => verbose = v == b"1",
                 b"arg" => args.push(v.to_vec()),
+                b"argv0" => argv0 = v.to_vec(),
                 other => {
                     return Err(ConfigError(format!(
                         "unknown key {:?}",
@@ -207,6 +241,7 @@ impl GuestConfig {
         }
         Ok(GuestConfig {
             layout: layout.ok_or_else(|| ConfigError("no layout".into()))?,
+            argv0,
             args,
             verbose,
         })
@@ -399,6 +434,7 @@ mod tests {
     fn config_round_trip_keeps_odd_bytes() {
         let cfg = GuestConfig {
             layout: Layout::Virtio,
+            argv0: b"busybox".to_vec(),
             args: vec![
                 b"a b".to_vec(),
                 b"'\"\\".to_vec(),
@@ -470,6 +506,15 @@ mod tests {
         ] {
             assert_eq!(Event::parse(ev.to_string().as_bytes()), Some(ev));
         }
+    }
+
+    #[test]
+    fn standalone_ports_are_named_like_the_original() {
+        assert_eq!(
+            standalone_port_path(STANDALONE_STDOUT_PORT),
+            "/dev/virtrun1"
+        );
+        assert_eq!(standalone_port_path(2), "/dev/virtrun2");
     }
 
     #[test]

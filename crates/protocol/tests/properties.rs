@@ -128,6 +128,7 @@ proptest! {
     ) {
         let cfg = GuestConfig {
             layout: if serial { Layout::Serial } else { Layout::Virtio },
+            argv0: args.first().cloned().unwrap_or_default(),
             args,
             verbose,
         };

@@ -1,10 +1,10 @@
 //! The channels to the host, as `virtrun_protocol` assigns them.
 
 use crate::sys::check;
-use crate::{Context, Result};
+use crate::{ErrorContext, Result};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,6 +12,10 @@ use virtrun_protocol::{Event, Frame, Layout, Role};
 
 /// Where sysfs lists the virtio serial ports and their names.
 const VIRTIO_PORTS: &str = "/sys/class/virtio-ports";
+
+/// How long an init waits for virtio ports to appear after their driver
+/// loaded: the driver adds them asynchronously after its probe.
+pub const PORT_WAIT: Duration = Duration::from_secs(10);
 
 /// Finds the device of `role` in `layout`; virtio ports may appear a moment
 /// after their driver loaded, so they are waited for up to `wait`.
@@ -88,9 +92,9 @@ fn make_raw(file: &File) -> io::Result<()> {
 /// Waits until everything written to a tty left the guest; a no-op on
 /// devices that are not ttys (a virtio port's write returns only once the
 /// host took the data).
-pub fn drain(file: &File) {
-    // SAFETY: valid fd; tcdrain only waits.
-    unsafe { libc::tcdrain(file.as_raw_fd()) };
+pub fn drain(file: &impl AsFd) {
+    // SAFETY: a valid borrowed fd; tcdrain only waits.
+    unsafe { libc::tcdrain(file.as_fd().as_raw_fd()) };
 }
 
 /// The init's channels to the host.
@@ -131,7 +135,7 @@ impl EventSender {
         let line = format!("{event}\n");
         let mut file = self.0.lock().unwrap_or_else(|p| p.into_inner());
         file.write_all(line.as_bytes())?;
-        drain(&file);
+        drain(&*file);
         Ok(())
     }
 }

@@ -1,7 +1,7 @@
 //! Filesystems and device nodes every guest needs.
 
 use crate::sys::{check, cstr};
-use crate::{Context, Result};
+use crate::{ErrorContext, Result};
 use std::io;
 use std::path::Path;
 
@@ -131,6 +131,12 @@ pub fn create_dev_links() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Makes `link` a symlink to `target`, replacing whatever file was there.
+pub fn replace_symlink(target: &Path, link: &Path) -> Result<()> {
+    remove_if_exists(link)?;
+    std::os::unix::fs::symlink(target, link).context(|| format!("symlink {}", link.display()))
 }
 
 /// Removes a file, ignoring that it may already be gone.

@@ -1,7 +1,7 @@
 //! Loading kernel modules.
 
 use crate::sys::{check, cstr};
-use crate::{Context, Result};
+use crate::{ErrorContext, Result};
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};

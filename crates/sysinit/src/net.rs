@@ -1,7 +1,7 @@
 //! Network interfaces.
 
 use crate::sys::check;
-use crate::{Context, Result};
+use crate::{ErrorContext, Result};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 /// Sets an interface up. For `lo` the kernel then assigns 127.0.0.1/8 and ::1.

@@ -142,6 +142,9 @@ pub fn read_image(image: &Path) -> Result<(Option<Arch>, Option<String>), Kernel
     if let Some(release) = bzimage_release(&head) {
         return Ok((arch, Some(release)));
     }
+    if let Some(release) = release_from_name(image) {
+        return Ok((arch, Some(release)));
+    }
     // SAFETY: the file is only read through the map; a concurrent writer
     // could only make us read garbage, which the parsing below tolerates.
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io_err(image))?;
@@ -157,6 +160,21 @@ fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(total)
+}
+
+/// The release from a distribution's file name (`vmlinuz-<release>`,
+/// `vmlinux-<release>`, `Image-<release>`), trusted only when its
+/// `config-<release>` lies beside it: cheaper than scanning tens of
+/// megabytes of an uncompressed image for its banner.
+fn release_from_name(image: &Path) -> Option<String> {
+    let real = std::fs::canonicalize(image).ok()?;
+    let name = real.file_name()?.to_str()?;
+    let release = ["vmlinuz-", "vmlinux-", "Image-"]
+        .iter()
+        .find_map(|p| name.strip_prefix(p))?;
+    real.with_file_name(format!("config-{release}"))
+        .is_file()
+        .then(|| release.to_string())
 }
 
 /// The release from an x86 bzImage header (boot protocol ≥ 2.00).

@@ -25,3 +25,4 @@ pub mod qemu;
 pub mod run;
 pub mod supervisor;
 pub mod trace;
+pub mod vmlinux;

@@ -19,7 +19,8 @@ use virtrun_protocol::GuestConfig;
 fn guest_init(arch: Arch) -> Option<&'static [u8]> {
     match arch {
         Arch::Amd64 => Some(include_bytes!("../../../guest/init-x86_64")),
-        Arch::Arm64 | Arch::Riscv64 => None,
+        Arch::Arm64 => Some(include_bytes!("../../../guest/init-aarch64")),
+        Arch::Riscv64 => Some(include_bytes!("../../../guest/init-riscv64")),
     }
 }
 
@@ -117,8 +118,24 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
         .context("creating temporary directory")?;
     let archive = dir.path().join("initramfs.cpio");
     let mut inv = Invocation::new(config, arch, use_kvm(config, arch), archive.clone())?;
+    if arch == Arch::Amd64
+        && let Some(cache) = cache_dir()
+    {
+        match crate::vmlinux::pvh_image(&config.kernel, &cache) {
+            Ok(Some(vmlinux)) => {
+                trace.log(|| format!("booting the PVH vmlinux {}", vmlinux.display()));
+                inv.kernel = vmlinux;
+            }
+            Ok(None) => trace.log(|| "kernel has no PVH entry: booting it as it is".into()),
+            Err(e) => trace.log(|| format!("no PVH vmlinux ({e}): booting the kernel as it is")),
+        }
+    }
     let guest_config = GuestConfig {
         layout: inv.layout(),
+        argv0: config
+            .binary
+            .file_name()
+            .map_or_else(Vec::new, |n| n.as_bytes().to_vec()),
         args: config.args.iter().map(|a| a.as_bytes().to_vec()).collect(),
         verbose: config.verbose,
     };
