@@ -35,13 +35,7 @@ fn find_kernel() -> PathBuf {
         );
         return k;
     }
-    // The cache directory of scripts/setup.
-    let cache = std::env::var_os("VIRTRUN_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|c| Path::new(&c).join("virtrun")))
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/virtrun")))
-        .expect("no test kernel: run scripts/setup (neither VIRTRUN_CACHE nor HOME is set)");
-    let boot = cache.join("kernels/amd64/current/boot");
+    let boot = cache_dir().join("kernels/amd64/current/boot");
     let mut found: Vec<PathBuf> = std::fs::read_dir(&boot)
         .into_iter()
         .flatten()
@@ -64,6 +58,94 @@ fn find_kernel() -> PathBuf {
             boot.display()
         ),
     }
+}
+
+/// The cache directory of scripts/setup.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("VIRTRUN_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|c| Path::new(&c).join("virtrun")))
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/virtrun")))
+        .expect("no test kernel: run scripts/setup (neither VIRTRUN_CACHE nor HOME is set)")
+}
+
+/// A file scripts/setup put into the cache; panics (never skips) without it.
+fn cached(rel: &str) -> PathBuf {
+    let path = cache_dir().join(rel);
+    assert!(
+        path.exists(),
+        "{} missing: run scripts/setup",
+        path.display()
+    );
+    path
+}
+
+/// The Debian kernel of `arch` (`amd64`, `arm64`, `riscv64`) from the cache.
+pub fn kernel_of(arch: &str) -> PathBuf {
+    cached(&format!("kernels/{arch}/vmlinuz"))
+}
+
+/// Debian's static busybox of a foreign `arch` (`arm64`, `riscv64`).
+pub fn busybox(arch: &str) -> PathBuf {
+    cached(&format!("busybox/{arch}/busybox"))
+}
+
+/// The cross compiler of a foreign `arch`.
+fn cross_gcc(arch: &str) -> &'static str {
+    match arch {
+        "arm64" => "aarch64-linux-gnu-gcc",
+        "riscv64" => "riscv64-linux-gnu-gcc",
+        other => panic!("no cross compiler for {other}"),
+    }
+}
+
+fn run_gcc(gcc: &str, args: &[&OsStr]) {
+    let out = Command::new(gcc)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {gcc} (run scripts/setup): {e}"));
+    assert!(
+        out.status.success(),
+        "{gcc} {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `tests/payloads/<name>.c` cross-compiled for `arch` as a dynamic program
+/// linked against a shared library `lib<lib>.so` built from
+/// `tests/payloads/libgreet.c`, both in a fresh directory; the program finds
+/// the library through `RUNPATH $ORIGIN`, as the resolver must.
+pub fn cross_dynamic(arch: &str, name: &str, lib: &str) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/payloads");
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("cross-{arch}-{name}-{lib}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let gcc = cross_gcc(arch);
+    let so = dir.join(format!("lib{lib}.so"));
+    run_gcc(
+        gcc,
+        &[
+            "-shared".as_ref(),
+            "-fPIC".as_ref(),
+            "-o".as_ref(),
+            so.as_os_str(),
+            src.join("libgreet.c").as_os_str(),
+        ],
+    );
+    let exe = dir.join(name);
+    run_gcc(
+        gcc,
+        &[
+            "-o".as_ref(),
+            exe.as_os_str(),
+            src.join(format!("{name}.c")).as_os_str(),
+            "-L".as_ref(),
+            dir.as_os_str(),
+            format!("-l{lib}").as_ref(),
+            "-Wl,--enable-new-dtags,-rpath,$ORIGIN".as_ref(),
+        ],
+    );
+    exe
 }
 
 /// The static binary built from `tests/payloads/<name>.c` (`gcc -static -O2`), compiled
