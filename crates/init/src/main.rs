@@ -4,11 +4,13 @@
 //! All building blocks come from `virtrun-sysinit`; all knowledge of the
 //! host (channel roles, events, frames) from `virtrun-protocol`.
 
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -53,6 +55,17 @@ fn run(init: u64) -> virtrun_sysinit::Result<()> {
         }
     };
     step("config read");
+    let extra_env = config.env.iter().filter_map(|var| {
+        let i = var.iter().position(|&b| b == b'=')?;
+        Some((
+            OsStr::from_bytes(&var[..i]),
+            OsStr::from_bytes(&var[i + 1..]),
+        ))
+    });
+    // SAFETY: no thread has been started yet (the channels and pumps come
+    // later).
+    unsafe { setup::set_envs(extra_env) };
+    prepare_outputs(&config.outputs);
     // Modules first: they may provide the very drivers the channels need. A
     // failure is reported once the control channel is open.
     let setup = Setup::new().verbose(config.verbose).run();
@@ -149,6 +162,9 @@ fn run_main(
     channel::drain(&out_port);
     channel::drain(&err_port);
 
+    for (id, path) in config.outputs.iter().enumerate() {
+        send_output(events, id as u32, Path::new(OsStr::from_bytes(path)));
+    }
     if process::oom_kills() > oom_before {
         let _ = events.send(&Event::OutOfMemory);
     }
@@ -162,6 +178,50 @@ fn run_main(
         reported: process::monotonic_us(),
     }));
     Ok(exit.code())
+}
+
+/// Creates the directories the binary writes its output files into: a
+/// directory output itself, a file output's parent.
+fn prepare_outputs(outputs: &[Vec<u8>]) {
+    for path in outputs {
+        let path = Path::new(OsStr::from_bytes(path));
+        // go test's -test.gocoverdir and LLVM's profile directory are named
+        // without a file; a file output has a numbered name.
+        let dir = if path.extension().is_none() && !is_numbered(path) {
+            path
+        } else {
+            path.parent().unwrap_or(Path::new("/"))
+        };
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            log::error(&format!("create {}: {e}", dir.display()));
+        }
+    }
+}
+
+fn is_numbered(path: &Path) -> bool {
+    path.file_name()
+        .and_then(OsStr::to_str)
+        .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Sends output `id` back: the file, or every file of the directory; one
+/// that the binary did not write is not sent, so the host leaves its file
+/// alone.
+fn send_output(events: &EventSender, id: u32, path: &Path) {
+    let files: Vec<(String, PathBuf)> = match std::fs::read_dir(path) {
+        Ok(entries) => entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+            .collect(),
+        Err(_) if path.is_file() => vec![(String::new(), path.to_path_buf())],
+        Err(_) => Vec::new(),
+    };
+    for (name, file) in files {
+        if let Err(e) = events.send_file(id, &name, &file) {
+            log::error(&format!("send {}: {e}", file.display()));
+        }
+    }
 }
 
 /// Copies a pipe of the binary to its channel until end-of-file. A plain

@@ -172,6 +172,12 @@ pub struct GuestConfig {
     pub argv0: Vec<u8>,
     /// Arguments for the binary (not including argv\[0\]).
     pub args: Vec<Vec<u8>>,
+    /// `KEY=VALUE` entries added to the binary's environment after
+    /// [`GUEST_ENV`].
+    pub env: Vec<Vec<u8>>,
+    /// Files (or directories, whose files count) the init sends back after
+    /// the binary ended, with [`Event::File`]; the index is the id.
+    pub outputs: Vec<Vec<u8>>,
     /// Whether the init should narrate what it does on the log.
     pub verbose: bool,
 }
@@ -204,6 +210,12 @@ impl GuestConfig {
         for arg in &self.args {
             put(b"arg", arg);
         }
+        for var in &self.env {
+            put(b"env", var);
+        }
+        for output in &self.outputs {
+            put(b"output", output);
+        }
         out
     }
 
@@ -220,6 +232,8 @@ impl GuestConfig {
         let mut verbose = false;
         let mut argv0 = Vec::new();
         let mut args = Vec::new();
+        let mut env = Vec::new();
+        let mut outputs = Vec::new();
         for pair in fields.chunks(2) {
             let (k, v) = (pair[0], pair[1]);
             match k {
@@ -230,6 +244,8 @@ impl GuestConfig {
                 }
                 b"verbose" => verbose = v == b"1",
                 b"arg" => args.push(v.to_vec()),
+                b"env" => env.push(v.to_vec()),
+                b"output" => outputs.push(v.to_vec()),
                 b"argv0" => argv0 = v.to_vec(),
                 other => {
                     return Err(ConfigError(format!(
@@ -243,6 +259,8 @@ impl GuestConfig {
             layout: layout.ok_or_else(|| ConfigError("no layout".into()))?,
             argv0,
             args,
+            env,
+            outputs,
             verbose,
         })
     }
@@ -331,6 +349,17 @@ pub enum Event {
     Error(String),
     /// Where the guest's time went, sent just before the exit code.
     Times(GuestTimes),
+    /// An output file follows: exactly `len` raw bytes after this line.
+    /// `name` is empty for a file output, the file's name for one in a
+    /// directory output.
+    File {
+        /// Index into [`GuestConfig::outputs`].
+        id: u32,
+        /// Bytes that follow.
+        len: u64,
+        /// Name within a directory output.
+        name: String,
+    },
     /// The binary's exit code; the last event of a run.
     ExitCode(i32),
 }
@@ -342,6 +371,7 @@ const EV_SIGNALED: &str = "VIRTRUN_SIGNALED: ";
 const EV_OOM: &str = "VIRTRUN_OOM";
 const EV_ERROR: &str = "VIRTRUN_ERROR: ";
 const EV_TIMES: &str = "VIRTRUN_TIMES: ";
+const EV_FILE: &str = "VIRTRUN_FILE: ";
 
 /// Moments of a run on the guest's monotonic clock (microseconds since the
 /// kernel started).
@@ -369,6 +399,7 @@ impl fmt::Display for Event {
             // A newline would split the event; the message is for humans.
             Event::Error(msg) => write!(f, "{EV_ERROR}{}", msg.replace('\n', " ")),
             Event::ExitCode(code) => write!(f, "{EXIT_MARKER}{code}"),
+            Event::File { id, len, name } => write!(f, "{EV_FILE}{id} {len} {name}"),
             Event::Times(t) => write!(
                 f,
                 "{EV_TIMES}init={} started={} exited={} reported={}",
@@ -398,6 +429,13 @@ impl Event {
         }
         if let Some(s) = line.strip_prefix(EV_SIGNALED) {
             return s.parse().ok().map(Event::Signaled);
+        }
+        if let Some(fields) = line.strip_prefix(EV_FILE) {
+            let mut parts = fields.splitn(3, ' ');
+            let id = parts.next()?.parse().ok()?;
+            let len = parts.next()?.parse().ok()?;
+            let name = parts.next()?.to_string();
+            return Some(Event::File { id, len, name });
         }
         if let Some(fields) = line.strip_prefix(EV_TIMES) {
             let mut t = GuestTimes::default();
@@ -435,6 +473,8 @@ mod tests {
         let cfg = GuestConfig {
             layout: Layout::Virtio,
             argv0: b"busybox".to_vec(),
+            env: vec![b"RUST_LOG=debug".to_vec(), b"A=b c".to_vec()],
+            outputs: vec![b"/tmp/virtrun-out/0".to_vec()],
             args: vec![
                 b"a b".to_vec(),
                 b"'\"\\".to_vec(),
@@ -497,6 +537,16 @@ mod tests {
             Event::ExitCode(0),
             Event::ExitCode(255),
             Event::ExitCode(-1),
+            Event::File {
+                id: 3,
+                len: 1 << 33,
+                name: "covcounters.a b".into(),
+            },
+            Event::File {
+                id: 0,
+                len: 0,
+                name: String::new(),
+            },
             Event::Times(GuestTimes {
                 init: 1_900_000,
                 started: 2_000_000,

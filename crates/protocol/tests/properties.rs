@@ -129,6 +129,8 @@ proptest! {
         let cfg = GuestConfig {
             layout: if serial { Layout::Serial } else { Layout::Virtio },
             argv0: args.first().cloned().unwrap_or_default(),
+            env: args.iter().skip(1).cloned().collect(),
+            outputs: args.iter().rev().cloned().collect(),
             args,
             verbose,
         };

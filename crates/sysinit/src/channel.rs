@@ -140,6 +140,43 @@ impl EventSender {
     }
 }
 
+impl EventSender {
+    /// Sends a file: an [`Event::File`] line, then its bytes, as one unit
+    /// (no other event can come between them).
+    pub fn send_file(&self, id: u32, name: &str, path: &std::path::Path) -> io::Result<()> {
+        let mut src = File::open(path)?;
+        let len = src.metadata()?.len();
+        let header = Event::File {
+            id,
+            len,
+            name: name.to_string(),
+        };
+        let mut file = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        file.write_all(format!("{header}\n").as_bytes())?;
+        // Exactly `len` bytes, even if the file changed meanwhile: the host
+        // counts on it. A plain loop: `io::copy` would try `sendfile`, which
+        // some channel devices refuse.
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut left = len;
+        while left > 0 {
+            let want = buf.len().min(left as usize);
+            let n = match src.read(&mut buf[..want]) {
+                Ok(0) => {
+                    buf[..want].fill(0);
+                    want
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            file.write_all(&buf[..n])?;
+            left -= n as u64;
+        }
+        drain(&*file);
+        Ok(())
+    }
+}
+
 /// Reads frames from the host, one at a time.
 #[derive(Debug)]
 pub struct FrameReader {

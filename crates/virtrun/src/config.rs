@@ -100,6 +100,8 @@ pub struct Config {
     pub modules_dir: Option<PathBuf>,
     /// Root of the target system for shared libraries of foreign binaries.
     pub sysroot: Option<PathBuf>,
+    /// `-env` values: `KEY=VALUE`, or `KEY` to pass the host's value.
+    pub env: Vec<OsString>,
     /// Stop the guest after this long.
     pub timeout: Option<Duration>,
     /// Verbose guest kernel output.
@@ -271,6 +273,7 @@ enum Flag {
     AddModule,
     Cpu,
     Debug,
+    Env,
     KeepInitramfs,
     Kernel,
     Machine,
@@ -324,6 +327,15 @@ const FLAGS: &[FlagSpec] = &[
         name: "debug",
         value: None,
         help: "enable debug output",
+    },
+    FlagSpec {
+        flag: Flag::Env,
+        name: "env",
+        value: Some("KEY=VALUE"),
+        help: "environment variable for the binary; KEY alone passes the host's value. \
+               Repeatable; an empty value clears the list. RUST_BACKTRACE, RUST_LIB_BACKTRACE, \
+               RUST_LOG, RUST_TEST_THREADS, LLVM_PROFILE_FILE, GOTRACEBACK and GODEBUG are passed \
+               when set on the host",
     },
     FlagSpec {
         flag: Flag::KeepInitramfs,
@@ -496,6 +508,7 @@ struct Raw {
     add_modules: Vec<OsString>,
     modules_dir: Option<OsString>,
     sysroot: Option<OsString>,
+    env: Vec<OsString>,
     timeout: Option<Duration>,
     verbose: bool,
     debug: bool,
@@ -520,6 +533,7 @@ impl Default for Raw {
             add_modules: Vec::new(),
             modules_dir: None,
             sysroot: None,
+            env: Vec::new(),
             timeout: None,
             verbose: false,
             debug: false,
@@ -622,6 +636,11 @@ impl Raw {
             Flag::AddModule => extend_list(&mut self.add_modules, value),
             Flag::ModulesDir => self.modules_dir = os(),
             Flag::Sysroot => self.sysroot = os(),
+            Flag::Env => match os() {
+                Some(var) if !var.as_bytes().starts_with(b"=") => self.env.push(var),
+                Some(_) => return Err(invalid("want KEY=VALUE or KEY")),
+                None => self.env.clear(),
+            },
             Flag::Timeout => {
                 let d = parse_go_duration(text()?).map_err(invalid)?;
                 self.timeout = (!d.is_zero()).then_some(d);
@@ -673,6 +692,7 @@ impl Raw {
             add_modules,
             modules_dir,
             sysroot,
+            env: self.env,
             timeout: self.timeout,
             verbose: self.verbose,
             debug: self.debug,
@@ -1143,6 +1163,7 @@ mod tests {
                 add_modules: vec![],
                 modules_dir: None,
                 sysroot: None,
+                env: vec![],
                 timeout: None,
                 verbose: false,
                 debug: false,
@@ -2005,6 +2026,7 @@ mod tests {
                 "addModule",
                 "cpu",
                 "debug",
+                "env",
                 "keepInitramfs",
                 "kernel",
                 "machine",

@@ -148,6 +148,10 @@ impl Plan {
             plan.add(dir, Node::Dir)?;
         }
         plan.add("dev/console", Node::CharDev(5, 1))?;
+        // Before devtmpfs is mounted: Rust's runtime reopens closed fds 0-2 on
+        // /dev/null and aborts if it cannot (a kernel without a console
+        // starts init with them closed).
+        plan.add("dev/null", Node::CharDev(1, 3))?;
         plan.add("etc/hosts", generated(HOSTS.to_vec()))?;
         plan.add(rel(proto::MODULES_DIR), Node::Dir)?;
         plan.add(rel(proto::MAIN_PATH), host_file(input.main, None))?;

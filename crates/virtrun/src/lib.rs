@@ -17,6 +17,7 @@
 pub mod config;
 pub mod cpio;
 pub mod elf;
+pub mod gotest;
 pub mod initramfs;
 pub mod kernel;
 pub mod libs;

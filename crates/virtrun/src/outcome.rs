@@ -57,6 +57,9 @@ pub fn decide(report: &Report, doubt: Option<&str>) -> Outcome {
         return Outcome::fail(format!("guest kernel panicked: {panic}"));
     }
     if let Some(code) = report.exit_code {
+        if let Some(err) = report.host_errors.first() {
+            return Outcome::fail(format!("output file from the guest: {err}"));
+        }
         if let Some(err) = report.init_errors.first() {
             return Outcome::fail(format!("guest init failed: {err}"));
         }

@@ -2,6 +2,7 @@
 
 use crate::config::Config;
 use crate::elf::{self, Arch};
+use crate::gotest;
 use crate::initramfs::{Input, Plan};
 use crate::kernel::Kernel;
 use crate::libs::Resolver;
@@ -10,9 +11,11 @@ use crate::qemu::Invocation;
 use crate::supervisor;
 use crate::trace::Trace;
 use anyhow::{Context, Result, bail};
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::BufWriter;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::Path;
 use virtrun_protocol::GuestConfig;
 
 /// The default init for each architecture, built by `scripts/build-guest-init`.
@@ -59,6 +62,69 @@ fn cache_dir() -> Option<std::path::PathBuf> {
         .or_else(|| env("HOME").map(|d| d.join(".cache/virtrun")))?;
     std::fs::create_dir_all(&dir).ok()?;
     Some(dir)
+}
+
+/// Variables passed to the binary when set on the host: what test harnesses
+/// and runtimes read to change how they report.
+pub const FORWARDED_ENV: [&str; 7] = [
+    "RUST_BACKTRACE",
+    "RUST_LIB_BACKTRACE",
+    "RUST_LOG",
+    "RUST_TEST_THREADS",
+    "LLVM_PROFILE_FILE",
+    "GOTRACEBACK",
+    "GODEBUG",
+];
+
+/// The binary's extra environment: the forwarded variables set on the host,
+/// then `-env` (`KEY=VALUE`, or `KEY` for the host's value). An
+/// `LLVM_PROFILE_FILE` is pointed into the guest, and its directory comes
+/// back to the host like go test's files.
+fn guest_env(flags: &[OsString], cwd: &Path, outputs: &mut Vec<gotest::Output>) -> Vec<Vec<u8>> {
+    let mut vars: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut set = |key: &[u8], value: Vec<u8>| {
+        vars.retain(|(k, _)| k != key);
+        vars.push((key.to_vec(), value));
+    };
+    for key in FORWARDED_ENV {
+        if let Some(value) = std::env::var_os(key) {
+            set(key.as_bytes(), value.into_vec());
+        }
+    }
+    for flag in flags {
+        let b = flag.as_bytes();
+        match b.iter().position(|&c| c == b'=') {
+            Some(i) => set(&b[..i], b[i + 1..].to_vec()),
+            None => {
+                if let Some(value) = std::env::var_os(OsStr::from_bytes(b)) {
+                    set(b, value.into_vec());
+                }
+            }
+        }
+    }
+    for (key, value) in &mut vars {
+        if key == b"LLVM_PROFILE_FILE" && !value.is_empty() {
+            let host = cwd.join(OsStr::from_bytes(value));
+            let pattern = host
+                .file_name()
+                .map(OsStr::to_os_string)
+                .unwrap_or_default();
+            let guest_dir = Path::new(gotest::GUEST_DIR).join("llvm-profile");
+            *value = guest_dir.join(pattern).into_os_string().into_vec();
+            outputs.push(gotest::Output {
+                guest: guest_dir,
+                host: host.parent().unwrap_or(cwd).to_path_buf(),
+                dir: true,
+            });
+        }
+    }
+    vars.into_iter()
+        .map(|(mut k, v)| {
+            k.push(b'=');
+            k.extend(v);
+            k
+        })
+        .collect()
 }
 
 /// Runs `config` and returns virtrun's outcome. Host-side failures are errors
@@ -130,13 +196,30 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
             Err(e) => trace.log(|| format!("no PVH vmlinux ({e}): booting the kernel as it is")),
         }
     }
+    let cwd = std::env::current_dir().context("current directory")?;
+    let gotest = if config.no_go_test_flag_rewrite {
+        gotest::Rewrite {
+            args: config.args.clone(),
+            outputs: Vec::new(),
+        }
+    } else {
+        gotest::rewrite(&config.args, &cwd)
+    };
+    let mut outputs = gotest.outputs;
+    let env = guest_env(&config.env, &cwd, &mut outputs);
+    trace.log(|| format!("guest environment {env:?}, files to bring back {outputs:?}"));
     let guest_config = GuestConfig {
         layout: inv.layout(),
         argv0: config
             .binary
             .file_name()
             .map_or_else(Vec::new, |n| n.as_bytes().to_vec()),
-        args: config.args.iter().map(|a| a.as_bytes().to_vec()).collect(),
+        args: gotest.args.iter().map(|a| a.as_bytes().to_vec()).collect(),
+        env,
+        outputs: outputs
+            .iter()
+            .map(|o| o.guest.as_os_str().as_bytes().to_vec())
+            .collect(),
         verbose: config.verbose,
     };
     let (modules, doubt) = kernel.plan_modules(inv.transport, &config.add_modules)?;
@@ -176,14 +259,14 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
             message: Some(format!("interrupted by {}", outcome::signal_name(sig))),
         });
     }
-    let mut report = supervisor::run(&inv, config.timeout, &mut signals, trace)?;
+    let mut report = supervisor::run(&inv, &outputs, config.timeout, &mut signals, trace)?;
     if let Some(why) = &report.kvm_failure {
         eprintln!("virtrun: warning: KVM is not usable here ({why}); using emulation");
         if let Some(marker) = kvm_known_broken() {
             let _ = std::fs::write(marker, why);
         }
         inv.kvm = false;
-        report = supervisor::run(&inv, config.timeout, &mut signals, trace)?;
+        report = supervisor::run(&inv, &outputs, config.timeout, &mut signals, trace)?;
     }
     if config.keep_initramfs {
         let kept = dir.keep();

@@ -6,6 +6,7 @@
 //! a `socket` chardev (`fd=N`): no paths, no ports, nothing that two runs at
 //! once could share.
 
+use crate::gotest::Output;
 use crate::qemu::{Channel, Invocation};
 use crate::trace::Trace;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -15,6 +16,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
@@ -47,6 +49,8 @@ pub struct Report {
     pub interrupted: Option<i32>,
     /// The guest showed a sign of life (a kernel log line or an event).
     pub alive: bool,
+    /// Files the guest sent that could not be written on the host.
+    pub host_errors: Vec<String>,
     /// KVM was used and failed before the guest showed a sign of life: the
     /// run should be repeated under emulation.
     pub kvm_failure: Option<String>,
@@ -114,6 +118,7 @@ const TICK: Duration = Duration::from_millis(20);
 /// before the guest can take it, stops QEMU at once.
 pub fn run(
     inv: &Invocation,
+    outputs: &[Output],
     timeout: Option<Duration>,
     signals: &mut Signals,
     trace: &Trace,
@@ -201,13 +206,14 @@ pub fn run(
             }
             Channel::Port(0) => thread::spawn(move || read_log(stream, verbose, true, &report)),
             Channel::Role(Role::Control) => {
+                let outputs = outputs.to_vec();
                 let writer = Arc::new(Mutex::new(
                     stream.try_clone().map_err(SuperviseError::Channels)?,
                 ));
                 control = Some(Arc::clone(&writer));
                 let flow_in = Arc::clone(&flow);
                 thread::spawn(move || pump_stdin(&writer, &flow_in));
-                thread::spawn(move || read_control(stream, &flow, &report, &trace))
+                thread::spawn(move || read_control(stream, &flow, &report, &outputs, &trace))
             }
             Channel::Role(Role::Stdout) | Channel::Port(1) => {
                 let to = output(io::stdout().as_fd());
@@ -355,7 +361,10 @@ fn read_log(stream: UnixStream, verbose: bool, has_marker: bool, report: &Mutex<
         if OOM.iter().any(|p| text.contains(p)) {
             lock(report).oom = true;
         }
-        let shown = if verbose || in_panic {
+        // In standalone mode the console is also the binary's stderr: lines
+        // without the kernel's "[ seconds.micros]" stamp are the binary's.
+        let from_binary = has_marker && !text.trim_start().starts_with('[');
+        let shown = if verbose || in_panic || from_binary {
             Some(text)
         } else {
             text.find(INIT_LOG_PREFIX).map(|pos| &text[pos..])
@@ -367,7 +376,13 @@ fn read_log(stream: UnixStream, verbose: bool, has_marker: bool, report: &Mutex<
 }
 
 /// Reads events from the init.
-fn read_control(stream: UnixStream, flow: &Shared, report: &Mutex<Report>, trace: &Trace) {
+fn read_control(
+    stream: UnixStream,
+    flow: &Shared,
+    report: &Mutex<Report>,
+    outputs: &[Output],
+    trace: &Trace,
+) {
     let mut reader = BufReader::new(stream);
     let mut line = Vec::new();
     loop {
@@ -415,7 +430,52 @@ fn read_control(stream: UnixStream, flow: &Shared, report: &Mutex<Report>, trace
                 lock(report).exit_code = Some(code);
                 trace.log(|| "exit code received; waiting for QEMU to end".into());
             }
+            Event::File { id, len, name } => {
+                let target = outputs
+                    .get(id as usize)
+                    .and_then(|o| match (o.dir, name.as_str()) {
+                        (false, "") => Some(o.host.clone()),
+                        // A plain name: nothing from the guest may point elsewhere.
+                        (true, n) if !n.is_empty() && !n.contains('/') && n != ".." && n != "." => {
+                            Some(o.host.join(n))
+                        }
+                        _ => None,
+                    });
+                if let Err(e) = receive_file(&mut reader, len, target.as_deref()) {
+                    let shown =
+                        target.map_or_else(|| format!("output {id}"), |t| t.display().to_string());
+                    lock(report).host_errors.push(format!("{shown}: {e}"));
+                }
+            }
         }
+    }
+}
+
+/// Writes the next `len` bytes of the control channel to `target` (created
+/// only now that the guest sent it, so a file the guest never wrote is left
+/// alone); without a target they are read and dropped.
+fn receive_file(reader: &mut impl Read, len: u64, target: Option<&Path>) -> io::Result<()> {
+    let mut body = reader.take(len);
+    let Some(target) = target else {
+        io::copy(&mut body, &mut io::sink())?;
+        return Ok(());
+    };
+    let written = (|| {
+        if let Some(dir) = target.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut file = std::fs::File::create(target)?;
+        io::copy(&mut body, &mut file)
+    })();
+    // Keep the channel in step whatever happened to the file.
+    io::copy(&mut body, &mut io::sink())?;
+    match written {
+        Ok(n) if n == len => Ok(()),
+        Ok(n) => Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("got {n} of {len} bytes"),
+        )),
+        Err(e) => Err(e),
     }
 }
 

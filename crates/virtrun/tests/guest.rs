@@ -156,7 +156,9 @@ fn streams(transport: Option<&'static str>, out: usize, err: usize) {
         payload("streams").into_os_string(),
         out.to_string().into(),
         err.to_string().into(),
-    ]);
+    ])
+    // 20 MiB over the ISA UARTs take minutes on a loaded machine.
+    .timeout(std::time::Duration::from_secs(600));
     if let Some(t) = transport {
         run = run.transport(t);
     }

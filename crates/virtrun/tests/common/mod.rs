@@ -399,6 +399,7 @@ impl Virtrun {
         cmd.args(&argv)
             .current_dir(self.cwd.as_deref().unwrap_or(scratch.path()))
             .env_remove("VIRTRUN_ARGS")
+            .env_remove("LLVM_PROFILE_FILE")
             .stdin(if self.stdin.is_some() {
                 Stdio::piped()
             } else {
@@ -408,6 +409,11 @@ impl Virtrun {
             .stderr(Stdio::piped());
         if let Some(t) = &self.tmpdir {
             cmd.env("TMPDIR", t);
+        }
+        // Variables virtrun forwards to the guest would change what payloads
+        // print (the machine may set RUST_BACKTRACE, for one).
+        for key in virtrun::run::FORWARDED_ENV {
+            cmd.env_remove(key);
         }
         for (k, v) in &self.env {
             cmd.env(k, v);
