@@ -16,11 +16,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::thread;
+use std::time::Duration;
 use virtrun_protocol::{CONFIG_PATH, Event, Frame, GUEST_ENV, GuestConfig, GuestTimes, MAIN_PATH};
 use virtrun_sysinit::channel::{self, Channels, EventSender, FrameReader};
 use virtrun_sysinit::process::{self, Exit};
 use virtrun_sysinit::setup::{self, Setup};
 use virtrun_sysinit::{INIT_FAILED, fs, log, power};
+
+/// How long to wait for the host to confirm it has all output. The host
+/// answers as soon as it read everything; only a host that stopped reading
+/// (its own output blocked) takes long.
+const DONE_WAIT: Duration = Duration::from_secs(60);
 
 fn main() {
     virtrun_sysinit::exit_unless_pid1("virtrun-init");
@@ -72,17 +78,24 @@ fn run(init: u64) -> virtrun_sysinit::Result<()> {
     let channels = Channels::open(config.layout, channel::PORT_WAIT)?;
     step("channels open");
     let events = EventSender::new(clone(&channels.control)?);
-    let code = match setup {
-        Ok(()) => run_main(&config, channels, &events, init),
-        Err(e) => Err(e),
-    }
-    .unwrap_or_else(|e| {
-        let _ = events.send(&Event::Error(e.to_string()));
-        INIT_FAILED
-    });
+    let (code, done) = match setup.and_then(|()| run_main(&config, channels, &events, init)) {
+        Ok((code, done)) => (code, Some(done)),
+        Err(e) => {
+            let _ = events.send(&Event::Error(e.to_string()));
+            (INIT_FAILED, None)
+        }
+    };
     events
         .send(&Event::ExitCode(code))
-        .map_err(|e| virtrun_sysinit::Error::new("send exit code", e))
+        .map_err(|e| virtrun_sysinit::Error::new("send exit code", e))?;
+    // Power off only once the host has all output: data written to a
+    // virtio port may still be queued in the guest.
+    if let Some(done) = done
+        && done.recv_timeout(DONE_WAIT).is_err()
+    {
+        log::error("the host did not confirm the output; ending anyway");
+    }
+    Ok(())
 }
 
 fn clone(file: &File) -> virtrun_sysinit::Result<File> {
@@ -96,7 +109,7 @@ fn run_main(
     channels: Channels,
     events: &EventSender,
     init: u64,
-) -> virtrun_sysinit::Result<i32> {
+) -> virtrun_sysinit::Result<(i32, mpsc::Receiver<()>)> {
     let oom_before = process::oom_kills();
     let pipe = || io::pipe().map_err(|e| virtrun_sysinit::Error::new("create pipe", e));
     let ((stdin_r, stdin_w), (out_r, out_w), (err_r, err_w)) = (pipe()?, pipe()?, pipe()?);
@@ -109,6 +122,7 @@ fn run_main(
         pump(out_r, clone(&out_port)?),
         pump(err_r, clone(&err_port)?),
     ];
+    let (done_tx, done_rx) = mpsc::channel();
     // Stdin is accepted before the binary exists, so the host can start
     // sending while the binary starts up.
     let pid = Arc::new(AtomicU32::new(0));
@@ -117,6 +131,7 @@ fn run_main(
         stdin_w,
         Arc::clone(&pid),
         events.clone(),
+        done_tx,
     );
     let _ = events.send(&Event::Ready);
 
@@ -156,11 +171,10 @@ fn run_main(
     // Whatever the binary left running would keep its pipes open; the guest
     // is about to end anyway.
     process::kill_all();
-    for p in pumps {
-        let _ = p.join();
-    }
+    let [stdout, stderr] = pumps.map(|p| p.join().unwrap_or(0));
     channel::drain(&out_port);
     channel::drain(&err_port);
+    let _ = events.send(&Event::Streams { stdout, stderr });
 
     for (id, path) in config.outputs.iter().enumerate() {
         send_output(events, id as u32, Path::new(OsStr::from_bytes(path)));
@@ -177,7 +191,7 @@ fn run_main(
         exited,
         reported: process::monotonic_us(),
     }));
-    Ok(exit.code())
+    Ok((exit.code(), done_rx))
 }
 
 /// Creates the directories the binary writes its output files into: a
@@ -228,10 +242,11 @@ fn send_output(events: &EventSender, id: u32, path: &Path) {
 /// read/write loop: `io::copy` would try `splice`, whose errors on some
 /// devices end the copy. When the channel fails, the pipe is still drained,
 /// so the binary never dies of a broken pipe that is not its own doing.
-fn pump(mut from: impl io::Read + Send + 'static, mut to: File) -> thread::JoinHandle<()> {
+fn pump(mut from: impl io::Read + Send + 'static, mut to: File) -> thread::JoinHandle<u64> {
     thread::spawn(move || {
         let mut buf = vec![0u8; 64 * 1024];
         let mut broken = false;
+        let mut sent = 0u64;
         loop {
             let n = match from.read(&mut buf) {
                 Ok(0) => break,
@@ -239,11 +254,18 @@ fn pump(mut from: impl io::Read + Send + 'static, mut to: File) -> thread::JoinH
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => break,
             };
-            if !broken && let Err(e) = to.write_all(&buf[..n]) {
-                log::error(&format!("writing to the host: {e}"));
-                broken = true;
+            if broken {
+                continue;
+            }
+            match to.write_all(&buf[..n]) {
+                Ok(()) => sent += n as u64,
+                Err(e) => {
+                    log::error(&format!("writing to the host: {e}"));
+                    broken = true;
+                }
             }
         }
+        sent
     })
 }
 
@@ -254,6 +276,7 @@ fn forward_frames(
     stdin: io::PipeWriter,
     pid: Arc<AtomicU32>,
     ack: EventSender,
+    done: mpsc::Sender<()>,
 ) {
     let (tx, rx) = mpsc::channel::<Vec<u8>>();
     thread::spawn(move || {
@@ -275,6 +298,9 @@ fn forward_frames(
                     }
                 }
                 Frame::StdinEof => tx = None,
+                Frame::Done => {
+                    let _ = done.send(());
+                }
                 Frame::Signal(sig) => match pid.load(Ordering::SeqCst) {
                     // Not started yet: nothing to deliver it to.
                     0 => {}

@@ -277,6 +277,10 @@ pub enum Frame {
     StdinEof,
     /// Deliver this signal number to the binary.
     Signal(u8),
+    /// The host has every byte the guest reported with [`Event::Streams`]:
+    /// the guest may end. (A virtio port's write returns once the data is
+    /// queued, not once the host has it.)
+    Done,
 }
 
 /// Most bytes of stdin the host sends in one frame.
@@ -290,6 +294,7 @@ pub const STDIN_WINDOW: usize = 16 * 1024;
 const FRAME_STDIN: u8 = 1;
 const FRAME_STDIN_EOF: u8 = 2;
 const FRAME_SIGNAL: u8 = 3;
+const FRAME_DONE: u8 = 4;
 
 /// Length of a frame header on the wire.
 pub const FRAME_HEADER_LEN: usize = 5;
@@ -301,6 +306,7 @@ impl Frame {
             Frame::Stdin(data) => (FRAME_STDIN, data),
             Frame::StdinEof => (FRAME_STDIN_EOF, &[]),
             Frame::Signal(sig) => (FRAME_SIGNAL, std::slice::from_ref(sig)),
+            Frame::Done => (FRAME_DONE, &[]),
         };
         let mut out = Vec::with_capacity(FRAME_HEADER_LEN + payload.len());
         out.push(kind);
@@ -326,6 +332,7 @@ impl Frame {
             (FRAME_STDIN, data) => Frame::Stdin(data.to_vec()),
             (FRAME_STDIN_EOF, []) => Frame::StdinEof,
             (FRAME_SIGNAL, [sig]) => Frame::Signal(*sig),
+            (FRAME_DONE, []) => Frame::Done,
             (kind, _) => return Err(ConfigError(format!("bad frame kind {kind}"))),
         };
         Ok(Some((frame, FRAME_HEADER_LEN + len)))
@@ -349,6 +356,14 @@ pub enum Event {
     Error(String),
     /// Where the guest's time went, sent just before the exit code.
     Times(GuestTimes),
+    /// How many bytes the guest wrote to the stdout and stderr channels;
+    /// after the exit code, the guest waits for [`Frame::Done`].
+    Streams {
+        /// Bytes on the stdout channel.
+        stdout: u64,
+        /// Bytes on the stderr channel.
+        stderr: u64,
+    },
     /// An output file follows: exactly `len` raw bytes after this line.
     /// `name` is empty for a file output, the file's name for one in a
     /// directory output.
@@ -372,6 +387,7 @@ const EV_OOM: &str = "VIRTRUN_OOM";
 const EV_ERROR: &str = "VIRTRUN_ERROR: ";
 const EV_TIMES: &str = "VIRTRUN_TIMES: ";
 const EV_FILE: &str = "VIRTRUN_FILE: ";
+const EV_STREAMS: &str = "VIRTRUN_STREAMS: ";
 
 /// Moments of a run on the guest's monotonic clock (microseconds since the
 /// kernel started).
@@ -400,6 +416,9 @@ impl fmt::Display for Event {
             Event::Error(msg) => write!(f, "{EV_ERROR}{}", msg.replace('\n', " ")),
             Event::ExitCode(code) => write!(f, "{EXIT_MARKER}{code}"),
             Event::File { id, len, name } => write!(f, "{EV_FILE}{id} {len} {name}"),
+            Event::Streams { stdout, stderr } => {
+                write!(f, "{EV_STREAMS}stdout={stdout} stderr={stderr}")
+            }
             Event::Times(t) => write!(
                 f,
                 "{EV_TIMES}init={} started={} exited={} reported={}",
@@ -429,6 +448,13 @@ impl Event {
         }
         if let Some(s) = line.strip_prefix(EV_SIGNALED) {
             return s.parse().ok().map(Event::Signaled);
+        }
+        if let Some(fields) = line.strip_prefix(EV_STREAMS) {
+            let (out, err) = fields.split_once(' ')?;
+            return Some(Event::Streams {
+                stdout: out.strip_prefix("stdout=")?.parse().ok()?,
+                stderr: err.strip_prefix("stderr=")?.parse().ok()?,
+            });
         }
         if let Some(fields) = line.strip_prefix(EV_FILE) {
             let mut parts = fields.splitn(3, ' ');
@@ -503,6 +529,7 @@ mod tests {
             Frame::Stdin(vec![0xff; MAX_STDIN_FRAME]),
             Frame::Signal(2),
             Frame::StdinEof,
+            Frame::Done,
         ];
         let wire: Vec<u8> = frames.iter().flat_map(Frame::encode).collect();
         let mut buf = Vec::new();
@@ -546,6 +573,10 @@ mod tests {
                 id: 0,
                 len: 0,
                 name: String::new(),
+            },
+            Event::Streams {
+                stdout: 100_000_000,
+                stderr: 0,
             },
             Event::Times(GuestTimes {
                 init: 1_900_000,

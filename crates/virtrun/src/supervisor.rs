@@ -18,6 +18,7 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
@@ -174,6 +175,7 @@ pub fn run(
 
     let start = Instant::now();
     let flow: Shared = Arc::default();
+    let received: Received = Arc::default();
     let mut control: Option<Arc<Mutex<UnixStream>>> = None;
     let report = Arc::new(Mutex::new(Report::default()));
     let mut readers: Vec<JoinHandle<()>> = Vec::new();
@@ -207,23 +209,35 @@ pub fn run(
             Channel::Port(0) => thread::spawn(move || read_log(stream, verbose, true, &report)),
             Channel::Role(Role::Control) => {
                 let outputs = outputs.to_vec();
+                let received = Arc::clone(&received);
                 let writer = Arc::new(Mutex::new(
                     stream.try_clone().map_err(SuperviseError::Channels)?,
                 ));
                 control = Some(Arc::clone(&writer));
                 let flow_in = Arc::clone(&flow);
-                thread::spawn(move || pump_stdin(&writer, &flow_in));
-                thread::spawn(move || read_control(stream, &flow, &report, &outputs, &trace))
+                let writer_in = Arc::clone(&writer);
+                thread::spawn(move || pump_stdin(&writer_in, &flow_in));
+                let ctx = ControlContext {
+                    flow,
+                    report,
+                    outputs,
+                    received,
+                    writer,
+                    trace,
+                };
+                thread::spawn(move || read_control(stream, &ctx))
             }
             Channel::Role(Role::Stdout) | Channel::Port(1) => {
                 let to = output(io::stdout().as_fd());
-                thread::spawn(move || copy_out(stream, to))
+                let count = Arc::clone(&received);
+                thread::spawn(move || copy_out(stream, to, &count[0]))
             }
             Channel::Role(Role::Stderr) => {
                 let to = output(io::stderr().as_fd());
-                thread::spawn(move || copy_out(stream, to))
+                let count = Arc::clone(&received);
+                thread::spawn(move || copy_out(stream, to, &count[1]))
             }
-            Channel::Port(_) => thread::spawn(move || copy_out(stream, None)),
+            Channel::Port(_) => thread::spawn(move || copy_out(stream, None, &AtomicU64::new(0))),
         };
         readers.push(handle);
     }
@@ -376,13 +390,16 @@ fn read_log(stream: UnixStream, verbose: bool, has_marker: bool, report: &Mutex<
 }
 
 /// Reads events from the init.
-fn read_control(
-    stream: UnixStream,
-    flow: &Shared,
-    report: &Mutex<Report>,
-    outputs: &[Output],
-    trace: &Trace,
-) {
+fn read_control(stream: UnixStream, ctx: &ControlContext) {
+    let ControlContext {
+        flow,
+        report,
+        outputs,
+        received,
+        writer,
+        trace,
+    } = ctx;
+    let mut expected = None;
     let mut reader = BufReader::new(stream);
     let mut line = Vec::new();
     loop {
@@ -426,8 +443,14 @@ fn read_control(
             Event::Signaled(sig) => lock(report).signaled = Some(sig),
             Event::OutOfMemory => lock(report).oom = true,
             Event::Error(msg) => lock(report).init_errors.push(msg),
+            Event::Streams { stdout, stderr } => expected = Some([stdout, stderr]),
             Event::ExitCode(code) => {
                 lock(report).exit_code = Some(code);
+                if let Some(expected) = expected {
+                    wait_for_streams(received, expected, trace);
+                    let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
+                    let _ = w.write_all(&Frame::Done.encode());
+                }
                 trace.log(|| "exit code received; waiting for QEMU to end".into());
             }
             Event::File { id, len, name } => {
@@ -448,6 +471,40 @@ fn read_control(
                 }
             }
         }
+    }
+}
+
+/// Bytes received so far on the stdout and stderr channels.
+type Received = Arc<[AtomicU64; 2]>;
+
+/// What the control reader works with.
+struct ControlContext {
+    flow: Shared,
+    report: Arc<Mutex<Report>>,
+    outputs: Vec<Output>,
+    received: Received,
+    writer: Arc<Mutex<UnixStream>>,
+    trace: Trace,
+}
+
+/// How long output may stall before the host stops waiting for the rest.
+const STREAM_STALL: Duration = Duration::from_secs(10);
+
+/// Waits until the stdout and stderr channels delivered what the guest says
+/// it wrote, as long as they keep making progress.
+fn wait_for_streams(received: &[AtomicU64; 2], expected: [u64; 2], trace: &Trace) {
+    let now = || [0, 1].map(|i| received[i].load(Ordering::SeqCst));
+    let mut last = now();
+    let mut since = Instant::now();
+    while now().iter().zip(expected).any(|(&got, want)| got < want) {
+        if now() != last {
+            last = now();
+            since = Instant::now();
+        } else if since.elapsed() > STREAM_STALL {
+            trace.log(|| format!("output stalled at {last:?} of {expected:?} bytes"));
+            return;
+        }
+        thread::sleep(Duration::from_millis(1));
     }
 }
 
@@ -531,7 +588,7 @@ fn output(fd: std::os::fd::BorrowedFd<'_>) -> Option<std::fs::File> {
 /// Copies a stream to one of our outputs, byte for byte. If the output goes
 /// away (a closed pipe), the rest is still read and dropped: a guest that
 /// cannot write would never finish.
-fn copy_out(mut from: UnixStream, mut to: Option<std::fs::File>) {
+fn copy_out(mut from: UnixStream, mut to: Option<std::fs::File>, received: &AtomicU64) {
     let mut buf = vec![0u8; 256 * 1024];
     loop {
         let n = match from.read(&mut buf) {
@@ -540,6 +597,7 @@ fn copy_out(mut from: UnixStream, mut to: Option<std::fs::File>) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => return,
         };
+        received.fetch_add(n as u64, Ordering::SeqCst);
         if let Some(file) = &mut to
             && file.write_all(&buf[..n]).is_err()
         {

@@ -1,0 +1,3 @@
+module example.com/vt
+
+go 1.21
