@@ -787,6 +787,43 @@ mod tests {
         assert!(tree.is_builtin("8250"));
     }
 
+    /// A foreign kernel fetched by scripts/setup.
+    fn debian_kernel(arch: &str) -> PathBuf {
+        let cache = std::env::var_os("VIRTRUN_CACHE")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/virtrun")))
+            .unwrap();
+        let path = cache.join(format!("kernels/{arch}/vmlinuz"));
+        assert!(path.exists(), "{}: run scripts/setup", path.display());
+        path
+    }
+
+    #[test]
+    fn real_debian_arm64_image_and_riscv64_pe() {
+        for (arch, want, release_start) in [
+            ("arm64", Arch::Arm64, "6.1."),
+            ("riscv64", Arch::Riscv64, "6.12."),
+        ] {
+            let image = debian_kernel(arch);
+            let (got, release) = read_image(&image).unwrap();
+            assert_eq!(got, Some(want), "{arch}");
+            let release = release.unwrap();
+            assert!(release.starts_with(release_start), "{arch}: {release}");
+            // The banner inside the image says the same as the file name.
+            let bytes = std::fs::read(&image).unwrap();
+            assert_eq!(
+                banner_release(&bytes).as_deref(),
+                Some(release.as_str()),
+                "{arch}"
+            );
+            let kernel = Kernel::inspect(&image, None).unwrap();
+            let tree = kernel.modules.expect("module tree next to the kernel");
+            // riscv64: merged /usr and .ko.xz, read through xz.
+            let order = tree.resolve(&["virtio_mmio", "virtio_console"]).unwrap();
+            assert!(!order.is_empty(), "{arch}");
+        }
+    }
+
     #[test]
     fn modular_virtio_without_a_tree_fails_before_boot() {
         let kernel = Kernel {

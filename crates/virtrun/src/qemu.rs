@@ -243,6 +243,9 @@ impl Invocation {
             "panic=-1".into(),
             "mitigations=off".into(),
             "initcall_blacklist=ahci_pci_driver_init".into(),
+            // The crypto self-tests cost 0.5-1 s of every boot under
+            // emulation and test the kernel, not the binary.
+            "cryptomgr.notests".into(),
         ];
         if self.smp == 1 {
             parts.push("acpi=off".into());
@@ -377,7 +380,7 @@ mod tests {
             args,
             "-display none -monitor none -no-reboot -nodefaults -no-user-config \
              -machine q35 -cpu max -accel tcg -m 256 -smp 1 -kernel /k -initrd /tmp/i \
-             -append console=ttyS0 panic=-1 mitigations=off initcall_blacklist=ahci_pci_driver_init acpi=off quiet \
+             -append console=ttyS0 panic=-1 mitigations=off initcall_blacklist=ahci_pci_driver_init cryptomgr.notests acpi=off quiet \
              -chardev socket,id=vr0,fd=3 -serial chardev:vr0 \
              -chardev socket,id=vr1,fd=4 -serial chardev:vr1 \
              -chardev socket,id=vr2,fd=5 -serial chardev:vr2 \
@@ -410,7 +413,7 @@ mod tests {
         i.verbose = true;
         assert_eq!(
             i.kernel_cmdline(),
-            "console=ttyS0 panic=-1 mitigations=off initcall_blacklist=ahci_pci_driver_init debug"
+            "console=ttyS0 panic=-1 mitigations=off initcall_blacklist=ahci_pci_driver_init cryptomgr.notests debug"
         );
         i.cpu = String::new();
         i.kvm = true;
@@ -465,7 +468,7 @@ mod tests {
         assert_eq!(
             i.kernel_cmdline(),
             "console=ttyS0 panic=-1 mitigations=off initcall_blacklist=ahci_pci_driver_init \
-             acpi=off quiet -- \"-test.v\" \"a b\" \"\" \"ü=1\""
+             cryptomgr.notests acpi=off quiet -- \"-test.v\" \"a b\" \"\" \"ü=1\""
         );
         let bytes = OsString::from(OsStr::from_bytes(b"\xff\n"));
         i.init_args = vec![bytes];

@@ -228,3 +228,39 @@ fn relative_paths_are_resolved_against_cwd() {
     assert_line_contains(&line, &["env"]);
     assert_empty_dir(tmp.path());
 }
+
+/// A stock kernel whose virtio drivers are modules, copied away from its
+/// module tree: virtrun says so before booting instead of waiting for a guest
+/// that can never answer.
+#[test]
+fn modular_virtio_without_module_tree_fails_before_boot() {
+    let real = kernel().canonicalize().unwrap();
+    let name = real.file_name().unwrap().to_str().unwrap().to_string();
+    let release = name.strip_prefix("vmlinuz-").unwrap().to_string();
+    let dir = empty_tmpdir();
+    let image = dir.path().join(&name);
+    std::fs::copy(&real, &image).unwrap();
+    std::fs::copy(
+        real.with_file_name(format!("config-{release}")),
+        dir.path().join(format!("config-{release}")),
+    )
+    .unwrap();
+    let out = fails(vec![
+        "-nokvm".into(),
+        "-qemuBin".into(),
+        "qemu-system-never-started".into(),
+        "-kernel".into(),
+        image.into(),
+        "/usr/bin/env".into(),
+    ]);
+    let line = out.assert_one_line();
+    assert_line_contains(
+        &line,
+        &[
+            "CONFIG_VIRTIO_PCI=m",
+            "module tree",
+            "-transport isa",
+            "-modulesDir",
+        ],
+    );
+}
