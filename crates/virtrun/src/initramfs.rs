@@ -18,8 +18,6 @@ use virtrun_protocol as proto;
 /// Where the bytes of a file come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Content {
-    /// Bytes built into virtrun (the init).
-    Static(&'static [u8]),
     /// Bytes made for this run (configuration, `/etc/hosts`).
     Owned(Vec<u8>),
     /// A host file, read (through symlinks) when the archive is written.
@@ -97,7 +95,7 @@ impl Module {
 #[derive(Debug)]
 pub struct Input<'a> {
     /// The init; None in standalone mode, where `/init` links to `/main`.
-    pub init: Option<&'static [u8]>,
+    pub init: Option<Vec<u8>>,
     /// The init's configuration (wrapped mode).
     pub config: Option<Vec<u8>>,
     /// The binary.
@@ -155,11 +153,11 @@ impl Plan {
         plan.add("etc/hosts", generated(HOSTS.to_vec()))?;
         plan.add(rel(proto::MODULES_DIR), Node::Dir)?;
         plan.add(rel(proto::MAIN_PATH), host_file(input.main, None))?;
-        match input.init {
+        match &input.init {
             Some(init) => plan.add(
                 rel(proto::INIT_PATH),
                 Node::File {
-                    content: Content::Static(init),
+                    content: Content::Owned(init.clone()),
                     perm: Some(0o755),
                 },
             )?,
@@ -281,12 +279,6 @@ impl Plan {
                 Node::Symlink(target) => w.symlink(path, target)?,
                 Node::CharDev(major, minor) => w.char_dev(path, 0o600, *major, *minor)?,
                 Node::File { content, perm } => match content {
-                    Content::Static(bytes) => w.file(
-                        path,
-                        perm.unwrap_or(0o644),
-                        bytes.len() as u64,
-                        &mut &bytes[..],
-                    )?,
                     Content::Owned(bytes) => w.file(
                         path,
                         perm.unwrap_or(0o644),
@@ -352,7 +344,7 @@ mod tests {
         }
     }
 
-    fn plan(init: Option<&'static [u8]>) -> Plan {
+    fn plan(init: Option<&[u8]>) -> Plan {
         Plan::new(&Input {
             init,
             config: Some(b"cfg".to_vec()),
@@ -378,7 +370,7 @@ mod tests {
         assert!(matches!(
             get("init"),
             Some(Node::File {
-                content: Content::Static(_),
+                content: Content::Owned(_),
                 ..
             })
         ));

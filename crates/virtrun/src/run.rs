@@ -13,18 +13,24 @@ use crate::trace::Trace;
 use anyhow::{Context, Result, bail};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::io::BufWriter;
+use std::io::{BufWriter, Read};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 use virtrun_protocol::GuestConfig;
 
-/// The default init for each architecture, built by `scripts/build-guest-init`.
-fn guest_init(arch: Arch) -> Option<&'static [u8]> {
-    match arch {
-        Arch::Amd64 => Some(include_bytes!("../../../guest/init-x86_64")),
-        Arch::Arm64 => Some(include_bytes!("../../../guest/init-aarch64")),
-        Arch::Riscv64 => Some(include_bytes!("../../../guest/init-riscv64")),
-    }
+/// The default init for each architecture, built (and gzipped) by
+/// `scripts/build-guest-init`.
+fn guest_init(arch: Arch) -> Result<Vec<u8>> {
+    let packed: &[u8] = match arch {
+        Arch::Amd64 => include_bytes!("../../../guest/init-x86_64.gz"),
+        Arch::Arm64 => include_bytes!("../../../guest/init-aarch64.gz"),
+        Arch::Riscv64 => include_bytes!("../../../guest/init-riscv64.gz"),
+    };
+    let mut init = Vec::with_capacity(2 << 20);
+    flate2::read::GzDecoder::new(packed)
+        .read_to_end(&mut init)
+        .context("unpacking the built-in init")?;
+    Ok(init)
 }
 
 /// Whether to try KVM for a guest of `arch`: the host's own architecture,
@@ -142,12 +148,7 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
     let init = if config.standalone {
         None
     } else {
-        Some(guest_init(arch).with_context(|| {
-            format!(
-                "no built-in init for {} binaries yet; use -standalone",
-                arch.name()
-            )
-        })?)
+        Some(guest_init(arch)?)
     };
     trace.log(|| format!("binary is {}", arch.name()));
     let kernel =
