@@ -346,7 +346,7 @@ mod tests {
 
     fn plan(init: Option<&[u8]>) -> Plan {
         Plan::new(&Input {
-            init,
+            init: init.map(<[u8]>::to_vec),
             config: Some(b"cfg".to_vec()),
             main: Path::new("/usr/bin/tree"),
             files: &["/usr/bin/bash".into(), "/etc/hostname".into()],
@@ -466,7 +466,7 @@ mod tests {
         std::fs::write(&main, b"#!/bin/true\n").unwrap();
         std::fs::set_permissions(&main, std::fs::Permissions::from_mode(0o750)).unwrap();
         let plan = Plan::new(&Input {
-            init: Some(b"INIT"),
+            init: Some(b"INIT".to_vec()),
             config: None,
             main: &main,
             files: &[],
