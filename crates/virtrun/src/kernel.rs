@@ -424,30 +424,11 @@ impl Compression {
 /// few megabytes), so they are read whole.
 pub fn read_module(path: &Path) -> Result<Vec<u8>, KernelError> {
     let raw = std::fs::read(path).map_err(io_err(path))?;
-    let bad = |e: String| KernelError::BadModule(path.to_path_buf(), format!("decompressing: {e}"));
-    match Compression::of(path) {
-        None => Ok(raw),
-        Some(Compression::Xz) => {
-            let mut out = Vec::new();
-            lzma_rs::xz_decompress(&mut &raw[..], &mut out).map_err(|e| bad(e.to_string()))?;
-            Ok(out)
-        }
-        Some(Compression::Zstd) => {
-            let mut out = Vec::new();
-            ruzstd::decoding::StreamingDecoder::new(&raw[..])
-                .map_err(|e| bad(e.to_string()))?
-                .read_to_end(&mut out)
-                .map_err(|e| bad(e.to_string()))?;
-            Ok(out)
-        }
-        Some(Compression::Gzip) => {
-            let mut out = Vec::new();
-            flate2::read::GzDecoder::new(&raw[..])
-                .read_to_end(&mut out)
-                .map_err(|e| bad(e.to_string()))?;
-            Ok(out)
-        }
+    if Compression::of(path).is_none() {
+        return Ok(raw);
     }
+    crate::unpack::decompress(&raw)
+        .map_err(|e| KernelError::BadModule(path.to_path_buf(), format!("decompressing: {e}")))
 }
 
 impl KernelConfig {

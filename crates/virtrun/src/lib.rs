@@ -26,4 +26,5 @@ pub mod qemu;
 pub mod run;
 pub mod supervisor;
 pub mod trace;
+pub mod unpack;
 pub mod vmlinux;

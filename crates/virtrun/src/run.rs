@@ -13,24 +13,21 @@ use crate::trace::Trace;
 use anyhow::{Context, Result, bail};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::io::{BufWriter, Read};
+use std::io::BufWriter;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 use virtrun_protocol::GuestConfig;
 
-/// The default init for each architecture, built (and gzipped) by
+/// The default init for each architecture, built (and LZ4-compressed) by
 /// `scripts/build-guest-init`.
 fn guest_init(arch: Arch) -> Result<Vec<u8>> {
     let packed: &[u8] = match arch {
-        Arch::Amd64 => include_bytes!("../../../guest/init-x86_64.gz"),
-        Arch::Arm64 => include_bytes!("../../../guest/init-aarch64.gz"),
-        Arch::Riscv64 => include_bytes!("../../../guest/init-riscv64.gz"),
+        Arch::Amd64 => include_bytes!("../../../guest/init-x86_64.lz4"),
+        Arch::Arm64 => include_bytes!("../../../guest/init-aarch64.lz4"),
+        Arch::Riscv64 => include_bytes!("../../../guest/init-riscv64.lz4"),
     };
-    let mut init = Vec::with_capacity(2 << 20);
-    flate2::read::GzDecoder::new(packed)
-        .read_to_end(&mut init)
-        .context("unpacking the built-in init")?;
-    Ok(init)
+    crate::unpack::decompress(packed)
+        .map_err(|e| anyhow::anyhow!("unpacking the built-in init: {e}"))
 }
 
 /// Whether to try KVM for a guest of `arch`: the host's own architecture,
@@ -145,6 +142,7 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
             elf::machine_name(info.machine)
         );
     };
+    trace.log(|| "binary inspected".into());
     let init = if config.standalone {
         None
     } else {

@@ -7,7 +7,7 @@
 //! cached, keyed by the bzImage's identity (device, inode, size, mtime), so
 //! only the first run pays for the decompression.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -64,60 +64,8 @@ pub fn extract(image: &[u8]) -> Option<Vec<u8>> {
     };
     let offset = (setup_sects + 1) * 512 + u32_at(0x248)? as usize;
     let payload = image.get(offset..offset + u32_at(0x24c)? as usize)?;
-    let elf = decompress(payload)?;
+    let elf = crate::unpack::decompress(payload).ok()?;
     has_pvh_note(&elf).then_some(elf)
-}
-
-fn decompress(payload: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    if payload.starts_with(&[0x02, 0x21, 0x4c, 0x18]) {
-        return lz4_legacy(payload);
-    }
-    if payload.starts_with(&[0x1f, 0x8b]) {
-        flate2::read::GzDecoder::new(payload)
-            .read_to_end(&mut out)
-            .ok()?;
-        return Some(out);
-    }
-    if payload.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        ruzstd::decoding::StreamingDecoder::new(payload)
-            .ok()?
-            .read_to_end(&mut out)
-            .ok()?;
-        return Some(out);
-    }
-    if payload.starts_with(b"\xfd7zXZ") {
-        lzma_rs::xz_decompress(&mut &payload[..], &mut out).ok()?;
-        return Some(out);
-    }
-    None
-}
-
-/// The LZ4 "legacy" format the kernel build uses (`lz4 -l`): a magic, then
-/// blocks of a little-endian `u32` compressed length and the block, each
-/// decompressing to at most 8 MiB. The kernel build appends the
-/// uncompressed size, which is not a block.
-fn lz4_legacy(data: &[u8]) -> Option<Vec<u8>> {
-    const MAGIC: [u8; 4] = [0x02, 0x21, 0x4c, 0x18];
-    const BLOCK: usize = 8 << 20;
-    let mut out = Vec::new();
-    let mut rest = data;
-    while rest.len() >= 4 {
-        if rest[..4] == MAGIC {
-            rest = &rest[4..];
-            continue;
-        }
-        let len = u32::from_le_bytes(rest[..4].try_into().ok()?) as usize;
-        let Some(block) = rest.get(4..4 + len) else {
-            break; // the size trailer
-        };
-        let start = out.len();
-        out.resize(start + BLOCK, 0);
-        let n = lz4_flex::block::decompress_into(block, &mut out[start..]).ok()?;
-        out.truncate(start + n);
-        rest = &rest[4 + len..];
-    }
-    (!out.is_empty()).then_some(out)
 }
 
 /// Whether an ELF file has the PVH entry note.
@@ -136,22 +84,6 @@ fn has_pvh_note(elf: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn lz4_legacy_blocks() {
-        let a = vec![7u8; 1000];
-        let b: Vec<u8> = (0..5000).map(|i| (i % 13) as u8).collect();
-        let mut stream = vec![0x02, 0x21, 0x4c, 0x18];
-        for part in [&a, &b] {
-            let c = lz4_flex::block::compress(part);
-            stream.extend_from_slice(&(c.len() as u32).to_le_bytes());
-            stream.extend_from_slice(&c);
-        }
-        stream.extend_from_slice(&6000u32.to_le_bytes()); // the size trailer
-        let mut want = a.clone();
-        want.extend_from_slice(&b);
-        assert_eq!(lz4_legacy(&stream), Some(want));
-    }
 
     #[test]
     fn not_a_bzimage() {
