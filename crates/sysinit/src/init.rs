@@ -100,14 +100,18 @@ impl std::fmt::Debug for Init {
 }
 
 impl Init {
-    /// An init with the default [`Setup`], the environment the kernel gave
-    /// (`HOME=/`, `TERM=linux`) and no steps.
+    /// An init with the default [`Setup`], the environment of every virtrun
+    /// guest ([`virtrun_protocol::GUEST_ENV`]: `HOME=/`, `TERM=linux`,
+    /// `PATH=/data`, in this order) and no steps.
     pub fn new() -> Self {
         Init {
             name: None,
             setup: Setup::new(),
-            clear_env: false,
-            env: Vec::new(),
+            clear_env: true,
+            env: virtrun_protocol::GUEST_ENV
+                .iter()
+                .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+                .collect(),
             port_wait: channel::PORT_WAIT,
             steps: Vec::new(),
         }
@@ -125,9 +129,11 @@ impl Init {
         self
     }
 
-    /// Starts from an empty environment instead of the kernel's.
+    /// Starts from an empty environment: no variable at all, not even
+    /// [`virtrun_protocol::GUEST_ENV`]; add them with [`Init::env`].
     pub fn clear_env(mut self) -> Self {
         self.clear_env = true;
+        self.env.clear();
         self
     }
 
