@@ -435,6 +435,11 @@ impl Event {
     pub fn parse(line: &[u8]) -> Option<Event> {
         let line = String::from_utf8_lossy(line);
         let line = line.trim_end_matches('\r');
+        // An error message is the init's text about anything: it must not be
+        // read as an exit code, whatever it quotes.
+        if let Some(msg) = line.strip_prefix(EV_ERROR) {
+            return Some(Event::Error(msg.to_string()));
+        }
         if let Some(pos) = line.find(EXIT_MARKER) {
             let rest = &line[pos + EXIT_MARKER.len()..];
             let end = rest
@@ -477,9 +482,6 @@ impl Event {
                 }
             }
             return Some(Event::Times(t));
-        }
-        if let Some(msg) = line.strip_prefix(EV_ERROR) {
-            return Some(Event::Error(msg.to_string()));
         }
         match line {
             EV_READY => Some(Event::Ready),
@@ -596,6 +598,14 @@ mod tests {
             "/dev/virtrun1"
         );
         assert_eq!(standalone_port_path(2), "/dev/virtrun2");
+    }
+
+    #[test]
+    fn an_error_message_cannot_fake_an_exit_code() {
+        assert_eq!(
+            Event::parse(b"VIRTRUN_ERROR: exec /tmp/VIRTRUN_EXIT_CODE: 7"),
+            Some(Event::Error("exec /tmp/VIRTRUN_EXIT_CODE: 7".into()))
+        );
     }
 
     #[test]
