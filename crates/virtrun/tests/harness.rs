@@ -509,10 +509,16 @@ impl Crate {
     /// `cargo test --offline ARGS` with virtrun (plus `runner_extra`) as the
     /// runner.
     fn cargo_test(&self, runner_extra: &str, args: &[&str]) -> Command {
+        self.cargo(&["test"], runner_extra, args)
+    }
+
+    /// `cargo SUBCOMMAND --offline ARGS` with virtrun as the runner.
+    fn cargo(&self, subcommand: &[&str], runner_extra: &str, args: &[&str]) -> Command {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(cargo);
         clean_env(&mut cmd)
-            .args(["test", "--offline"])
+            .args(subcommand)
+            .arg("--offline")
             .args(args)
             .current_dir(&self.root)
             .env("CARGO_TARGET_DIR", &self.target)
@@ -571,7 +577,19 @@ fn cargo_test_with_virtrun_as_runner() {
             "test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 2 filtered out",
         );
 
-    // 4. Coverage: the guest's profile arrives where LLVM_PROFILE_FILE says.
+    // 4. cargo nextest uses the same runner setting: each test in its own
+    // guest, the guest-only one included.
+    let ran = run(&mut c.cargo(&["nextest", "run"], "", &[]));
+    ran.assert_success();
+    let all = format!("{}{}", ran.stdout, ran.stderr);
+    assert!(
+        all.contains("PASS") && all.contains("tests::guest_only"),
+        "{}",
+        ran.context()
+    );
+    assert!(all.contains("3 tests run: 3 passed"), "{}", ran.context());
+
+    // 5. Coverage: the guest's profile arrives where LLVM_PROFILE_FILE says.
     let prof = c.target.join("prof");
     std::fs::create_dir_all(&prof).unwrap();
     let ran = run(c
