@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{kernel, payload, virtrun};
+use common::{copy_tree, kernel, payload, virtrun};
 use std::ffi::OsStr;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -143,20 +143,6 @@ fn run(cmd: &mut Command) -> Ran {
     };
     eprintln!("[{:>6.1} s] {}", start.elapsed().as_secs_f64(), ran.shown);
     ran
-}
-
-/// Copies the directory tree `from` into `to`.
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 /// `tests/data/<name>` copied into a fresh directory `<tmp>/<name>`.

@@ -2,23 +2,11 @@
 //! --check` (run by CI) fails as soon as a source file of the init changes
 //! without a rebuild.
 
+mod common;
+
+use common::copy_tree;
 use std::path::Path;
 use std::process::Command;
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            if entry.file_name() != "target" {
-                copy_tree(&entry.path(), &target);
-            }
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
 
 fn check(root: &Path) -> (bool, String) {
     let out = Command::new("bash")

@@ -148,6 +148,23 @@ pub fn cross_dynamic(arch: &str, name: &str, lib: &str) -> PathBuf {
     exe
 }
 
+/// Copies the directory tree `from` into `to`, leaving out `target`
+/// directories (build output).
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            if entry.file_name() != "target" {
+                copy_tree(&entry.path(), &target);
+            }
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
 /// The static binary built from `tests/payloads/<name>.c` (`gcc -static -O2`), compiled
 /// once per test process into `$CARGO_TARGET_TMPDIR/payloads/<name>`.
 pub fn payload(name: &str) -> PathBuf {
