@@ -312,9 +312,11 @@ const FLAGS: &[FlagSpec] = &[
     FlagSpec {
         flag: Flag::AddModule,
         name: "addModule",
-        value: Some("path"),
-        help: "kernel module to add to guest, loaded in the given order. Flag may be used \
-               more than once, takes comma-separated lists; an empty value clears the list.",
+        value: Some("path|name"),
+        help: "kernel module to add to guest, loaded in the given order; a name (no path, \
+               no .ko) is found with its dependencies in the kernel's module tree. Flag may \
+               be used more than once, takes comma-separated lists; an empty value clears \
+               the list.",
     },
     FlagSpec {
         flag: Flag::Cpu,
