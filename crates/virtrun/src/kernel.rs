@@ -672,7 +672,7 @@ impl Kernel {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -716,15 +716,14 @@ mod tests {
         assert_eq!(image_arch(&elf, p).unwrap(), Some(Arch::Amd64));
     }
 
-    /// The Debian amd64 kernel fetched by scripts/setup (the test fails, not
-    /// skips, when it is missing).
-    fn debian_amd64_kernel() -> PathBuf {
+    /// The Debian kernel of `arch` fetched by scripts/setup (amd64:
+    /// `$VIRTRUN_TEST_KERNEL` first). The test fails, never skips, when it
+    /// is missing.
+    pub(crate) fn debian_kernel(arch: &str) -> PathBuf {
         let path = std::env::var_os("VIRTRUN_TEST_KERNEL")
+            .filter(|_| arch == "amd64")
             .map(PathBuf::from)
-            .or_else(|| {
-                std::env::var_os("HOME")
-                    .map(|h| PathBuf::from(h).join(".cache/virtrun/kernels/amd64/vmlinuz"))
-            })
+            .or_else(|| crate::run::cache_dir().map(|c| c.join(format!("kernels/{arch}/vmlinuz"))))
             .unwrap();
         assert!(
             path.exists(),
@@ -736,7 +735,7 @@ mod tests {
 
     #[test]
     fn real_debian_bzimage() {
-        let image = debian_amd64_kernel();
+        let image = debian_kernel("amd64");
         let (arch, release) = read_image(&image).unwrap();
         assert_eq!(arch, Some(Arch::Amd64));
         let release = release.unwrap();
@@ -766,17 +765,6 @@ mod tests {
         assert!(pos("virtio_pci_modern_dev") < pos("virtio_pci"));
         assert!(pos("virtio_pci") < pos("virtio_console") || pos("virtio") < pos("virtio_console"));
         assert!(tree.is_builtin("8250"));
-    }
-
-    /// A foreign kernel fetched by scripts/setup.
-    fn debian_kernel(arch: &str) -> PathBuf {
-        let cache = std::env::var_os("VIRTRUN_CACHE")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/virtrun")))
-            .unwrap();
-        let path = cache.join(format!("kernels/{arch}/vmlinuz"));
-        assert!(path.exists(), "{}: run scripts/setup", path.display());
-        path
     }
 
     #[test]

@@ -54,7 +54,7 @@ fn kvm_known_broken() -> Option<std::path::PathBuf> {
 /// virtrun's cache: `$VIRTRUN_CACHE`, else `$XDG_CACHE_HOME/virtrun`, else
 /// `~/.cache/virtrun` (where `scripts/setup` also puts kernels); created on
 /// demand.
-fn cache_dir() -> Option<std::path::PathBuf> {
+pub(crate) fn cache_dir() -> Option<std::path::PathBuf> {
     let env = |k| {
         std::env::var_os(k)
             .filter(|v| !v.is_empty())

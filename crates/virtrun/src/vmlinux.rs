@@ -93,15 +93,7 @@ mod tests {
 
     #[test]
     fn debian_bzimage_has_a_pvh_vmlinux() {
-        let kernel = std::env::var_os("VIRTRUN_TEST_KERNEL")
-            .map(PathBuf::from)
-            .or_else(|| {
-                std::env::var_os("HOME")
-                    .map(|h| PathBuf::from(h).join(".cache/virtrun/kernels/amd64/vmlinuz"))
-            })
-            .unwrap();
-        let image = std::fs::read(&kernel)
-            .unwrap_or_else(|e| panic!("{}: {e}: run scripts/setup", kernel.display()));
+        let image = std::fs::read(crate::kernel::tests::debian_kernel("amd64")).unwrap();
         let elf = extract(&image).expect("a PVH vmlinux inside the Debian bzImage");
         assert!(elf.starts_with(b"\x7fELF"));
         assert!(elf.len() > image.len());
