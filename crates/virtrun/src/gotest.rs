@@ -6,6 +6,7 @@
 use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
+use virtrun_protocol::{STANDALONE_STDOUT_PORT, standalone_port_path};
 
 /// Flags whose value is a file the test writes.
 const FILE_FLAGS: [&str; 6] = [
@@ -22,6 +23,21 @@ pub const GUEST_DIR: &str = "/tmp/virtrun-out";
 
 /// Where relative profile paths resolve in the guest (`-test.outputdir`).
 const GUEST_OUTPUTDIR: &str = "/tmp";
+
+/// Where the guest writes the files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// Our own init: files under [`GUEST_DIR`], sent back after the run.
+    Files,
+    /// A standalone init: each file flag points at the next host port from 2
+    /// on ([`standalone_port_path`]), whose bytes QEMU passes to the host
+    /// file as they come (SPEC §3a). `-test.gocoverdir` stays in the guest
+    /// (`/tmp`), as with the original: a directory cannot travel on a port.
+    Ports,
+}
+
+/// The first port that carries a file in standalone mode.
+pub const FIRST_FILE_PORT: usize = STANDALONE_STDOUT_PORT + 1;
 
 /// A file or directory the guest sends back after the run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,9 +71,11 @@ fn test_flag(word: &[u8]) -> Option<(&str, Option<&[u8]>)> {
     Some((std::str::from_utf8(name).ok()?, value))
 }
 
-/// Rewrites go test's file flags in `args`. `cwd` is where the test binary
-/// would run (relative paths without `-test.outputdir` are relative to it).
-pub fn rewrite(args: &[OsString], cwd: &Path) -> Rewrite {
+/// Rewrites go test's file flags in `args` for `target`. `cwd` is where the
+/// test binary would run (relative paths without `-test.outputdir` are
+/// relative to it). With [`Target::Ports`], `outputs[i]` is port
+/// `FIRST_FILE_PORT + i`.
+pub fn rewrite(args: &[OsString], cwd: &Path, target: Target) -> Rewrite {
     // The outputdir applies to all relative profile paths, wherever it stands.
     let mut outputdir: Option<PathBuf> = None;
     let mut i = 0;
@@ -102,6 +120,7 @@ pub fn rewrite(args: &[OsString], cwd: &Path) -> Rewrite {
         };
         let guest = match name {
             "outputdir" => PathBuf::from(GUEST_OUTPUTDIR),
+            "gocoverdir" if target == Target::Ports => PathBuf::from(GUEST_OUTPUTDIR),
             "gocoverdir" => {
                 let guest = Path::new(GUEST_DIR).join("gocoverdir");
                 out.outputs.push(Output {
@@ -112,7 +131,12 @@ pub fn rewrite(args: &[OsString], cwd: &Path) -> Rewrite {
                 guest
             }
             _ => {
-                let guest = Path::new(GUEST_DIR).join(out.outputs.len().to_string());
+                let guest = match target {
+                    Target::Files => Path::new(GUEST_DIR).join(out.outputs.len().to_string()),
+                    Target::Ports => {
+                        standalone_port_path(FIRST_FILE_PORT + out.outputs.len()).into()
+                    }
+                };
                 out.outputs.push(Output {
                     guest: guest.clone(),
                     host: base.join(OsString::from_vec(value)),
@@ -149,6 +173,7 @@ mod tests {
                 "-test.run=TestX",
             ]),
             Path::new("/pkg"),
+            Target::Files,
         );
         assert_eq!(
             r.args,
@@ -175,7 +200,11 @@ mod tests {
 
     #[test]
     fn gocoverdir_comes_back_as_a_directory() {
-        let r = rewrite(&os(&["--test.gocoverdir=cov"]), Path::new("/pkg"));
+        let r = rewrite(
+            &os(&["--test.gocoverdir=cov"]),
+            Path::new("/pkg"),
+            Target::Files,
+        );
         assert_eq!(
             r.args,
             os(&["-test.gocoverdir=/tmp/virtrun-out/gocoverdir"])
@@ -199,14 +228,55 @@ mod tests {
             "-coverprofile=x",
             "-test.trace",
         ]);
-        let r = rewrite(&args, Path::new("/"));
+        let r = rewrite(&args, Path::new("/"), Target::Files);
         assert_eq!(r.args, args);
         assert!(r.outputs.is_empty());
     }
 
     #[test]
     fn relative_paths_without_outputdir_use_the_cwd() {
-        let r = rewrite(&os(&["-test.memprofile=m.out"]), Path::new("/pkg"));
+        let r = rewrite(
+            &os(&["-test.memprofile=m.out"]),
+            Path::new("/pkg"),
+            Target::Files,
+        );
         assert_eq!(r.outputs[0].host, PathBuf::from("/pkg/m.out"));
+    }
+
+    #[test]
+    fn standalone_files_go_to_ports_from_2_in_argument_order() {
+        let r = rewrite(
+            &os(&[
+                "-test.trace=t.out",
+                "-test.coverprofile=/abs/cover.out",
+                "-test.gocoverdir=/host/cov",
+                "-test.outputdir",
+                "/out",
+                "-test.v",
+            ]),
+            Path::new("/pkg"),
+            Target::Ports,
+        );
+        assert_eq!(
+            r.args,
+            os(&[
+                "-test.trace=/dev/virtrun2",
+                "-test.coverprofile=/dev/virtrun3",
+                "-test.gocoverdir=/tmp",
+                "-test.outputdir=/tmp",
+                "-test.v",
+            ])
+        );
+        let outputs: Vec<_> = r.outputs.iter().map(|o| (&o.guest, &o.host)).collect();
+        assert_eq!(
+            outputs,
+            [
+                (
+                    &PathBuf::from("/dev/virtrun2"),
+                    &PathBuf::from("/out/t.out")
+                ),
+                (&"/dev/virtrun3".into(), &"/abs/cover.out".into()),
+            ]
+        );
     }
 }

@@ -87,6 +87,21 @@ pub enum QemuError {
         "-standalone: {0} arguments, but the kernel passes at most {MAX_INIT_ARGS} to the init"
     )]
     TooManyArgs(usize),
+    /// More output files than the transport has ports.
+    #[error(
+        "-standalone: go test asks for {files} output files, but -transport {transport} \
+         carries at most {max}{hint}"
+    )]
+    TooManyFiles {
+        /// Files asked for.
+        files: usize,
+        /// The transport.
+        transport: &'static str,
+        /// Its limit.
+        max: usize,
+        /// What would work.
+        hint: &'static str,
+    },
     /// The kernel command line would be too long.
     #[error(
         "-standalone: the arguments make the kernel command line {len} bytes long; \
@@ -103,6 +118,15 @@ pub enum QemuError {
 /// Most arguments the kernel hands to init: `CONFIG_INIT_ENV_ARG_LIMIT` (32,
 /// the default and Debian's) minus `argv[0]`; one more is a kernel panic.
 pub const MAX_INIT_ARGS: usize = 31;
+
+/// UARTs QEMU gives an ISA machine (`MAX_ISA_SERIAL_PORTS`).
+const ISA_UARTS: usize = 4;
+
+/// Ports a virtio serial device can have (`max_ports` at most 31).
+const VIRTIO_MAX_PORTS: usize = 31;
+
+/// Ports the virtio serial device gets unless more are needed.
+const VIRTIO_PORTS: usize = 8;
 
 /// Checks that `args` reach a standalone init unchanged after `--` on the
 /// kernel command line, each in double quotes. The kernel strips the quotes
@@ -123,6 +147,25 @@ fn check_init_args(args: &[OsString]) -> Result<(), QemuError> {
         return Err(QemuError::StandaloneArg {
             arg: arg.to_string_lossy().into_owned(),
             why,
+        });
+    }
+    Ok(())
+}
+
+/// Checks that the transport has a port for each of a standalone init's
+/// output files, after the console (port 0) and stdout (port 1).
+fn check_file_ports(transport: Transport, files: usize) -> Result<(), QemuError> {
+    let (ports, hint) = match transport {
+        Transport::Isa => (ISA_UARTS, ": use -transport pci"),
+        Transport::Pci | Transport::Mmio => (VIRTIO_MAX_PORTS, ""),
+    };
+    let max = ports - STANDALONE_PORTS;
+    if files > max {
+        return Err(QemuError::TooManyFiles {
+            files,
+            transport: transport.as_str(),
+            max,
+            hint,
         });
     }
     Ok(())
@@ -172,11 +215,22 @@ pub struct Invocation {
     pub standalone: bool,
     /// Arguments of a standalone init, passed on the kernel command line.
     pub init_args: Vec<OsString>,
+    /// Output files of a standalone init: ports 2, 3, … carry them.
+    pub file_ports: usize,
 }
 
 impl Invocation {
     /// Fills the invocation from the config and the architecture's defaults.
-    pub fn new(config: &Config, arch: Arch, kvm: bool, initrd: PathBuf) -> Result<Self, QemuError> {
+    /// A standalone init gets `init_args` (the binary's arguments, go test's
+    /// file flags rewritten) and `file_ports` ports for output files.
+    pub fn new(
+        config: &Config,
+        arch: Arch,
+        kvm: bool,
+        initrd: PathBuf,
+        init_args: &[OsString],
+        file_ports: usize,
+    ) -> Result<Self, QemuError> {
         let d = defaults(arch);
         let machine = config
             .machine
@@ -184,11 +238,12 @@ impl Invocation {
             .unwrap_or_else(|| d.machine.to_string());
         let transport = config.transport.unwrap_or(d.transport);
         check_transport(&machine, transport)?;
-        let init_args = if config.standalone {
-            check_init_args(&config.args)?;
-            config.args.clone()
+        let (init_args, file_ports) = if config.standalone {
+            check_init_args(init_args)?;
+            check_file_ports(transport, file_ports)?;
+            (init_args.to_vec(), file_ports)
         } else {
-            Vec::new()
+            (Vec::new(), 0)
         };
         let inv = Invocation {
             qemu_bin: config.qemu_bin.clone().unwrap_or_else(|| d.qemu_bin.into()),
@@ -204,6 +259,7 @@ impl Invocation {
             verbose: config.verbose,
             standalone: config.standalone,
             init_args,
+            file_ports,
         };
         let len = inv.kernel_cmdline().len();
         if len > d.cmdline_max {
@@ -227,7 +283,9 @@ impl Invocation {
     /// expects their host ends.
     pub fn channels(&self) -> Vec<Channel> {
         if self.standalone {
-            (0..STANDALONE_PORTS).map(Channel::Port).collect()
+            (0..STANDALONE_PORTS + self.file_ports)
+                .map(Channel::Port)
+                .collect()
         } else {
             Role::ALL.into_iter().map(Channel::Role).collect()
         }
@@ -306,7 +364,12 @@ impl Invocation {
                 Transport::Pci => ("virtio-serial-pci", ""),
                 _ => ("virtio-serial-device", ""),
             };
-            push(&["-device", &format!("{dev},id=vs,max_ports=8{vectors}")]);
+            // Port numbers run up to the last channel's.
+            let ports = VIRTIO_PORTS.max(self.channels().len());
+            push(&[
+                "-device",
+                &format!("{dev},id=vs,max_ports={ports}{vectors}"),
+            ]);
         }
         for (i, (channel, fd)) in self.channels().into_iter().zip(fds).enumerate() {
             let id = format!("vr{i}");
@@ -366,6 +429,7 @@ mod tests {
             verbose: false,
             standalone: false,
             init_args: Vec::new(),
+            file_ports: 0,
         }
     }
 
@@ -462,6 +526,33 @@ mod tests {
         let args = joined(&i);
         assert!(args.contains("-chardev socket,id=vr1,fd=4 -serial chardev:vr1"));
         assert!(!args.contains("virtio-serial"));
+    }
+
+    #[test]
+    fn standalone_output_files_get_ports_from_2_on() {
+        let mut i = inv(Transport::Pci);
+        i.standalone = true;
+        i.file_ports = 7;
+        assert_eq!(i.channels().len(), 9);
+        assert_eq!(i.channels()[8], Channel::Port(8));
+        let fds: Vec<i32> = (3..12).collect();
+        let args: Vec<String> = i
+            .args(&fds)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let args = args.join(" ");
+        assert!(args.contains("max_ports=9"), "{args}");
+        assert!(args.contains("-device virtserialport,nr=8,bus=vs.0,chardev=vr8"));
+
+        assert!(check_file_ports(Transport::Isa, 2).is_ok());
+        assert_eq!(
+            check_file_ports(Transport::Isa, 3).unwrap_err().to_string(),
+            "-standalone: go test asks for 3 output files, but -transport isa carries at most 2: \
+             use -transport pci"
+        );
+        assert!(check_file_ports(Transport::Mmio, 29).is_ok());
+        assert!(check_file_ports(Transport::Pci, 30).is_err());
     }
 
     #[test]

@@ -182,7 +182,29 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
         .tempdir()
         .context("creating temporary directory")?;
     let archive = dir.path().join("initramfs.cpio");
-    let mut inv = Invocation::new(config, arch, use_kvm(config, arch), archive.clone())?;
+    let cwd = std::env::current_dir().context("current directory")?;
+    let gotest = if config.no_go_test_flag_rewrite {
+        gotest::Rewrite {
+            args: config.args.clone(),
+            outputs: Vec::new(),
+        }
+    } else if config.standalone {
+        gotest::rewrite(&config.args, &cwd, gotest::Target::Ports)
+    } else {
+        gotest::rewrite(&config.args, &cwd, gotest::Target::Files)
+    };
+    let mut inv = Invocation::new(
+        config,
+        arch,
+        use_kvm(config, arch),
+        archive.clone(),
+        &gotest.args,
+        if config.standalone {
+            gotest.outputs.len()
+        } else {
+            0
+        },
+    )?;
     if arch == Arch::Amd64
         && let Some(cache) = cache_dir()
     {
@@ -195,17 +217,14 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
             Err(e) => trace.log(|| format!("no PVH vmlinux ({e}): booting the kernel as it is")),
         }
     }
-    let cwd = std::env::current_dir().context("current directory")?;
-    let gotest = if config.no_go_test_flag_rewrite {
-        gotest::Rewrite {
-            args: config.args.clone(),
-            outputs: Vec::new(),
-        }
-    } else {
-        gotest::rewrite(&config.args, &cwd)
-    };
     let mut outputs = gotest.outputs;
-    let env = guest_env(&config.env, &cwd, &mut outputs);
+    // A standalone init has no configuration file to take an environment
+    // from, and its outputs are the ports.
+    let env = if config.standalone {
+        Vec::new()
+    } else {
+        guest_env(&config.env, &cwd, &mut outputs)
+    };
     trace.log(|| format!("guest environment {env:?}, files to bring back {outputs:?}"));
     let guest_config = GuestConfig {
         layout: inv.layout(),

@@ -6,7 +6,7 @@
 //! a `socket` chardev (`fd=N`): no paths, no ports, nothing that two runs at
 //! once could share.
 
-use crate::gotest::Output;
+use crate::gotest::{FIRST_FILE_PORT, Output};
 use crate::qemu::{Channel, Invocation};
 use crate::trace::Trace;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -237,7 +237,17 @@ pub fn run(
                 let count = Arc::clone(&received);
                 thread::spawn(move || copy_out(stream, to, &count[1]))
             }
-            Channel::Port(_) => thread::spawn(move || copy_out(stream, None, &AtomicU64::new(0))),
+            Channel::Port(n) => {
+                let host = n
+                    .checked_sub(FIRST_FILE_PORT)
+                    .and_then(|i| outputs.get(i))
+                    .map(|o| o.host.clone());
+                thread::spawn(move || {
+                    if let Err(e) = copy_port_to_file(stream, host.as_deref()) {
+                        lock(&report).host_errors.push(e);
+                    }
+                })
+            }
         };
         readers.push(handle);
     }
@@ -534,6 +544,42 @@ fn receive_file(reader: &mut impl Read, len: u64, target: Option<&Path>) -> io::
         )),
         Err(e) => Err(e),
     }
+}
+
+/// Copies a standalone port to its host file, created (truncated) only once
+/// the first bytes arrive, so a file the guest never wrote is left alone.
+/// The port is read to its end whatever happens to the file.
+fn copy_port_to_file(mut from: UnixStream, target: Option<&Path>) -> Result<(), String> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut file: Option<std::fs::File> = None;
+    let mut failure: Option<String> = None;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        let (Some(target), None) = (target, &failure) else {
+            continue;
+        };
+        let written = match &mut file {
+            Some(f) => f.write_all(&buf[..n]),
+            None => target
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| std::fs::File::create(target))
+                .and_then(|mut f| {
+                    f.write_all(&buf[..n])?;
+                    file = Some(f);
+                    Ok(())
+                }),
+        };
+        if let Err(e) = written {
+            failure = Some(format!("{}: {e}", target.display()));
+        }
+    }
+    failure.map_or(Ok(()), Err)
 }
 
 /// Sends our stdin to the guest once it is ready, never more than

@@ -110,6 +110,97 @@ fn exit_code_3_and_arguments_over_isa() {
         .assert_stdout(format!("hello from PID 1\nword: x\n{CLEANUPS}").as_bytes());
 }
 
+/// What the example writes for `-test.NAME=PATH` (its `file_content`).
+fn file_content(name: &str) -> Vec<u8> {
+    let mut content = format!("{name}\n").into_bytes();
+    content.extend((0..=255u8).cycle().take(256 * 256));
+    content
+}
+
+/// go test's file flags in standalone mode (SPEC §3a): virtrun points them at
+/// ports 2, 3, … in argument order, the init links those to `/dev/virtrunN`,
+/// and what it writes there lands byte for byte in the host files the flags
+/// named (relative ones in virtrun's working directory), created only now.
+/// `files` flags are given; `transport` carries them.
+fn go_test_files_reach_the_host(transport: &'static str, files: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let untouched = dir.path().join("never.out");
+    std::fs::write(&untouched, "kept\n").unwrap();
+    let mut args = vec!["5".to_owned()];
+    let mut expected = Vec::new();
+    for (i, name) in files.iter().enumerate() {
+        // The first file is relative; the others absolute, one in a
+        // directory that does not exist yet.
+        let path = match i {
+            0 => PathBuf::from(format!("{name}.out")),
+            1 => dir.path().join("sub/dir").join(format!("{name}.out")),
+            _ => dir.path().join(format!("{name}.out")),
+        };
+        args.push(format!("-test.{name}={}", path.display()));
+        expected.push((dir.path().join(&path), file_content(name)));
+    }
+    args.push("last".to_owned());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    standalone(Panics::Unwind, &args)
+        .transport(transport)
+        .cwd(dir.path())
+        .run()
+        .assert_code(5)
+        .assert_stdout(format!("hello from PID 1\nword: last\n{CLEANUPS}").as_bytes());
+    for (path, content) in expected {
+        let got = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(
+            got == content,
+            "{}: {} bytes differ from the {} written",
+            path.display(),
+            got.len(),
+            content.len()
+        );
+    }
+    assert_eq!(std::fs::read(&untouched).unwrap(), b"kept\n");
+}
+
+#[test]
+fn go_test_files_over_virtio_ports() {
+    go_test_files_reach_the_host(
+        "pci",
+        &[
+            "coverprofile",
+            "cpuprofile",
+            "memprofile",
+            "blockprofile",
+            "mutexprofile",
+            "trace",
+        ],
+    );
+}
+
+#[test]
+fn go_test_files_over_uarts() {
+    go_test_files_reach_the_host("isa", &["coverprofile", "trace"]);
+}
+
+#[test]
+fn more_files_than_uarts_is_refused_before_boot() {
+    let out = standalone(
+        Panics::Unwind,
+        &[
+            "0",
+            "-test.coverprofile=a",
+            "-test.cpuprofile=b",
+            "-test.trace=c",
+        ],
+    )
+    .transport("isa")
+    .run();
+    out.assert_code(255);
+    assert_eq!(
+        out.assert_one_line().trim_end(),
+        "virtrun: error: -standalone: go test asks for 3 output files, but -transport isa \
+         carries at most 2: use -transport pci"
+    );
+}
+
 #[test]
 fn error_is_exit_code_1_with_its_message() {
     standalone(Panics::Unwind, &["fail"])

@@ -5,7 +5,9 @@
 //! ```
 //!
 //! It greets on stdout, prints each WORD on a line of its own and exits with
-//! CODE, which virtrun then exits with. CODE `fail` returns an error and
+//! CODE, which virtrun then exits with. A WORD `-test.NAME=PATH` (a go test
+//! file flag, which virtrun points at a host port and the file the user
+//! named) makes it write [`file_content`]`(NAME)` to PATH instead. CODE `fail` returns an error and
 //! `panic` panics: both still end in a reported failure (exit codes 1 and
 //! 101). Two cleanups print their names after that, last registered first.
 //!
@@ -38,7 +40,13 @@ fn main() -> ! {
             let code = args.next().unwrap_or_default();
             println!("hello from PID {}", std::process::id());
             for word in args {
-                println!("word: {word}");
+                match word
+                    .strip_prefix("-test.")
+                    .and_then(|flag| flag.split_once('='))
+                {
+                    Some((name, path)) => std::fs::write(path, file_content(name))?,
+                    None => println!("word: {word}"),
+                }
             }
             match code.as_str() {
                 "fail" => Err("asked to fail".into()),
@@ -46,4 +54,13 @@ fn main() -> ! {
                 code => Ok(code.parse()?),
             }
         })
+}
+
+/// What the example writes for go test's file flag `-test.NAME`: the name on
+/// a line, then every byte value 256 times (so `\r\n` and `\n` among them),
+/// which must reach the host unchanged.
+pub fn file_content(name: &str) -> Vec<u8> {
+    let mut content = format!("{name}\n").into_bytes();
+    content.extend((0..=255u8).cycle().take(256 * 256));
+    content
 }
