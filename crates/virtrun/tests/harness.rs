@@ -4,7 +4,7 @@
 //!
 //! The guests boot the Debian kernel under emulation (`-nokvm`); each `go test`
 //! of the one package and each `cargo test` of the one unit-test binary is one
-//! boot, eight in all. The Go module and the Rust crate live in `tests/data`
+//! boot, ten in all. The Go modules and the Rust crate live in `tests/data`
 //! and are copied into temporary directories, so nothing lands in the tree.
 //! Go 1.23 comes from `scripts/setup` (`/usr/lib/go-1.23/bin`).
 
@@ -211,7 +211,13 @@ struct GoModule {
 }
 
 impl GoModule {
+    /// A copy of `tests/data/gomod`.
     fn new() -> Self {
+        Self::of("gomod")
+    }
+
+    /// A copy of the module in `tests/data/NAME`.
+    fn of(name: &str) -> Self {
         let go = Path::new(GO_BIN).join("go");
         assert!(
             go.is_file(),
@@ -219,7 +225,7 @@ impl GoModule {
             go.display()
         );
         let tmp = tempfile::tempdir().unwrap();
-        let root = test_data("gomod", tmp.path());
+        let root = test_data(name, tmp.path());
         let out = tmp.path().join("out");
         std::fs::create_dir_all(&out).unwrap();
         GoModule {
@@ -376,6 +382,63 @@ fn go_test_exec_with_profiles_and_coverage() {
     ))
     .assert_stdout_contains("--- PASS: TestNative");
     assert_eq!(std::fs::read(&kept).unwrap(), b"host content\n");
+}
+
+/// `go test -exec "virtrun -standalone ..."` with a test binary that is its
+/// own init (`tests/data/goinit`: a `TestMain` on a small stdlib-only init
+/// package written against the standalone contract of SPEC §3a, as inits
+/// built with the original's Go `sysinit` are). Over virtio the cover
+/// profile, CPU profile and trace come back on ports 2, 3, 4 and go's tools
+/// read them; over the ISA UARTs the cover profile does, and a failing test
+/// makes go test fail.
+#[test]
+fn go_test_exec_standalone_with_profiles() {
+    let m = GoModule::of("goinit");
+    let exec = format!("{} -standalone {}", virtrun_bin(), virtrun_flags());
+
+    let cover = m.out("cover.out");
+    let trace = m.out("trace.out");
+    let cpu = m.root.join("cpu.out");
+    run(m
+        .go(["test", "-count=1", "-v", "-exec", &exec, "-coverprofile"])
+        .arg(&cover)
+        .args(["-cpuprofile", "cpu.out", "-trace"])
+        .arg(&trace)
+        .arg("./suite"))
+    .assert_success()
+    .assert_stdout_contains("--- PASS: TestKind")
+    .assert_stdout_contains("--- PASS: TestInGuest")
+    .assert_stdout_contains(
+        "ports: map[1:/dev/vport0p1 2:/dev/vport0p2 3:/dev/vport0p3 4:/dev/vport0p4]",
+    )
+    .assert_stdout_contains("ok  \texample.com/goinit/suite")
+    .assert_stdout_contains("coverage: 100.0% of statements");
+    run(m.go(["tool", "cover", "-func"]).arg(&cover))
+        .assert_success()
+        .assert_stdout_contains("suite.go:5:\tKind\t\t100.0%");
+    let test_binary = m.root.join("suite.test");
+    run(m.go(["tool", "pprof", "-top"]).arg(&test_binary).arg(&cpu))
+        .assert_success()
+        .assert_stdout_contains("Type: cpu");
+    run(m.go(["tool", "trace", "-d=1"]).arg(&trace))
+        .assert_success()
+        .assert_stdout_contains("testing.tRunner");
+
+    let isa_cover = m.out("isa-cover.out");
+    let failed = run(m
+        .go(["test", "-count=1", "-v", "-exec"])
+        .arg(format!("{exec} -transport isa"))
+        .arg("-coverprofile")
+        .arg(&isa_cover)
+        .args(["./suite", "-args", "-fail"]));
+    assert_eq!(failed.code, Some(1), "{}", failed.context());
+    failed
+        .assert_stdout_contains("ports: map[1:/dev/ttyS1 2:/dev/ttyS2]")
+        .assert_stdout_contains("--- FAIL: TestMaybeFail")
+        .assert_stdout_contains("FAIL\texample.com/goinit/suite");
+    run(m.go(["tool", "cover", "-func"]).arg(&isa_cover))
+        .assert_success()
+        .assert_stdout_contains("suite.go:5:\tKind\t\t100.0%");
 }
 
 // --- many output files ----------------------------------------------------------

@@ -1,0 +1,195 @@
+// Package initlib makes a Go test binary a virtrun standalone init, the way
+// inits built with the original virtrun's Go sysinit package do it, written
+// only against virtrun's standalone contract (SPEC §3a): port 0 is the kernel
+// console and takes the exit marker, port 1 the binary's stdout, ports 2, 3,
+// … the files go test's flags name, each linked to /dev/virtrunN.
+//
+// It uses nothing but the standard library, so the test module builds
+// offline.
+package initlib
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+	"unsafe"
+)
+
+// Not in package syscall; the values are x86_64's.
+const (
+	sysFinitModule = 313
+	tcsbrk         = 0x5409
+)
+
+// Ports are the host ports found, by number.
+var Ports = map[int]string{}
+
+// RunTests sets the system up, runs the tests, prints the exit marker on the
+// console and powers off. It never returns.
+func RunTests(m *testing.M) {
+	if os.Getpid() != 1 {
+		fmt.Fprintln(os.Stderr, "initlib: not PID 1")
+		os.Exit(127)
+	}
+	code := 126
+	if err := setup(); err != nil {
+		fmt.Fprintln(os.Stderr, "initlib: ERROR", err)
+	} else {
+		code = m.Run()
+	}
+	for _, dev := range Ports {
+		if f, err := os.OpenFile(dev, os.O_WRONLY|syscall.O_NOCTTY, 0); err == nil {
+			drain(f)
+			f.Close()
+		}
+	}
+	console, err := os.OpenFile("/dev/console", os.O_WRONLY|syscall.O_NOCTTY, 0)
+	if err == nil {
+		fmt.Fprintf(console, "\nVIRTRUN_EXIT_CODE: %d\n", code)
+		drain(console)
+	}
+	syscall.Reboot(syscall.LINUX_REBOOT_CMD_RESTART)
+	select {}
+}
+
+func setup() error {
+	mounts := []struct{ dir, fstype string }{
+		{"/dev", "devtmpfs"}, {"/proc", "proc"}, {"/sys", "sysfs"},
+		{"/tmp", "tmpfs"}, {"/run", "tmpfs"},
+	}
+	for _, m := range mounts {
+		if err := os.MkdirAll(m.dir, 0o755); err != nil {
+			return err
+		}
+		if err := syscall.Mount(m.fstype, m.dir, m.fstype, 0, ""); err != nil && !errors.Is(err, syscall.EBUSY) {
+			return fmt.Errorf("mount %s: %w", m.dir, err)
+		}
+	}
+	if err := loadModules("/lib/modules"); err != nil {
+		return err
+	}
+	if err := findPorts(); err != nil {
+		return err
+	}
+	for n, dev := range Ports {
+		link := "/dev/virtrun" + strconv.Itoa(n)
+		if err := os.Symlink(dev, link); err != nil {
+			return err
+		}
+		f, err := os.OpenFile(dev, os.O_WRONLY|syscall.O_NOCTTY, 0)
+		if err != nil {
+			return err
+		}
+		// What goes through a tty must arrive unchanged.
+		makeRaw(f)
+		if n == 1 {
+			if err := syscall.Dup3(int(f.Fd()), 1, 0); err != nil {
+				return err
+			}
+		}
+		f.Close()
+	}
+	return nil
+}
+
+// loadModules loads every module in dir in name order.
+func loadModules(dir string) error {
+	names, _ := filepath.Glob(filepath.Join(dir, "*.ko*"))
+	sort.Strings(names)
+	for _, name := range names {
+		f, err := os.Open(name)
+		if err != nil {
+			return err
+		}
+		flags := 0
+		if !strings.HasSuffix(name, ".ko") {
+			flags = 4 // MODULE_INIT_COMPRESSED_FILE
+		}
+		params := []byte{0}
+		_, _, errno := syscall.Syscall(sysFinitModule, f.Fd(),
+			uintptr(unsafe.Pointer(&params[0])), uintptr(flags))
+		f.Close()
+		if errno != 0 && errno != syscall.EEXIST {
+			return fmt.Errorf("load %s: %w", name, errno)
+		}
+	}
+	return nil
+}
+
+// findPorts finds ports 1, 2, …: virtio serial ports (/dev/vport0pN) when a
+// virtio console device exists, the connected UARTs (ttySN) otherwise.
+func findPorts() error {
+	devs, _ := filepath.Glob("/sys/bus/virtio/devices/*/device")
+	virtio := false
+	for _, d := range devs {
+		if id, _ := os.ReadFile(d); strings.TrimSpace(string(id)) == "0x0003" {
+			virtio = true
+		}
+	}
+	if virtio {
+		// The driver adds its ports one by one after its probe.
+		deadline := time.Now().Add(5 * time.Second)
+		last := -1
+		for time.Now().Before(deadline) {
+			found, _ := filepath.Glob("/dev/vport0p*")
+			if len(found) > 0 && len(found) == last {
+				break
+			}
+			last = len(found)
+			time.Sleep(50 * time.Millisecond)
+		}
+		found, _ := filepath.Glob("/dev/vport0p*")
+		for _, dev := range found {
+			n, err := strconv.Atoi(strings.TrimPrefix(dev, "/dev/vport0p"))
+			if err == nil && n > 0 {
+				Ports[n] = dev
+			}
+		}
+		return nil
+	}
+	info, err := os.ReadFile("/proc/tty/driver/serial")
+	if err != nil {
+		return err
+	}
+	for _, line := range strings.Split(string(info), "\n") {
+		num, rest, ok := strings.Cut(line, ":")
+		n, err := strconv.Atoi(num)
+		if !ok || err != nil || n == 0 || !strings.Contains(rest, "uart:") || strings.Contains(rest, "uart:unknown") {
+			continue
+		}
+		Ports[n] = "/dev/ttyS" + num
+	}
+	return nil
+}
+
+func ioctl(f *os.File, req uintptr, arg uintptr) syscall.Errno {
+	_, _, errno := syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), req, arg)
+	return errno
+}
+
+// makeRaw switches a tty to raw mode (cfmakeraw); other files are left alone.
+func makeRaw(f *os.File) {
+	var t syscall.Termios
+	if ioctl(f, syscall.TCGETS, uintptr(unsafe.Pointer(&t))) != 0 {
+		return
+	}
+	t.Iflag &^= syscall.IGNBRK | syscall.BRKINT | syscall.PARMRK | syscall.ISTRIP |
+		syscall.INLCR | syscall.IGNCR | syscall.ICRNL | syscall.IXON
+	t.Oflag &^= syscall.OPOST
+	t.Lflag &^= syscall.ECHO | syscall.ECHONL | syscall.ICANON | syscall.ISIG | syscall.IEXTEN
+	t.Cflag &^= syscall.CSIZE | syscall.PARENB
+	t.Cflag |= syscall.CS8
+	ioctl(f, syscall.TCSETS, uintptr(unsafe.Pointer(&t)))
+}
+
+// drain waits until a tty sent what was written to it (tcdrain).
+func drain(f *os.File) {
+	ioctl(f, tcsbrk, 1)
+}
