@@ -1,6 +1,7 @@
 //! virtrun under test harnesses (SPEC §5, issue 6): `go test -exec` with go
-//! test's file flags rewritten and the files brought back, and `cargo test`
-//! with virtrun as the target runner, coverage included.
+//! test's file flags rewritten and the files brought back (also for a test
+//! binary that is its own `-standalone` init), and `cargo test` with virtrun
+//! as the target runner, coverage included.
 //!
 //! The guests boot the Debian kernel under emulation (`-nokvm`); each `go test`
 //! of the one package and each `cargo test` of the one unit-test binary is one
