@@ -67,6 +67,32 @@ pub const GUEST_ENV: [(&str, &str); 3] = [("HOME", "/"), ("TERM", "linux"), ("PA
 /// Prefix of the exit marker line, as the original tool prints it.
 pub const EXIT_MARKER: &str = "VIRTRUN_EXIT_CODE: ";
 
+/// The exit marker of inits built with the original's newer Go `sysinit`
+/// (its `ExitCodeID`), which they print on the console. A standalone init's
+/// console is read for it as well as for [`EXIT_MARKER`]; see
+/// [`standalone_exit_code`].
+pub const SYSINIT_EXIT_MARKER: &str = "SYSINIT_EXIT_CODE: ";
+
+/// The exit code in a line of a standalone init's console (port 0): either
+/// marker, anywhere in the line, as [`Event::parse`] finds [`EXIT_MARKER`].
+pub fn standalone_exit_code(line: &[u8]) -> Option<i32> {
+    if let Some(Event::ExitCode(code)) = Event::parse(line) {
+        return Some(code);
+    }
+    let line = String::from_utf8_lossy(line);
+    let pos = line.find(SYSINIT_EXIT_MARKER)?;
+    leading_int(&line[pos + SYSINIT_EXIT_MARKER.len()..])
+}
+
+/// The integer (optionally negative) at the start of `s`.
+fn leading_int(s: &str) -> Option<i32> {
+    let end = s
+        .char_indices()
+        .find(|&(i, c)| !(c.is_ascii_digit() || (i == 0 && c == '-')))
+        .map_or(s.len(), |(i, _)| i);
+    s[..end].parse().ok()
+}
+
 /// Prefix the init puts in front of the lines it writes to the kernel log, so
 /// the host can tell them from kernel noise.
 pub const INIT_LOG_PREFIX: &str = "virtrun-init: ";
@@ -441,12 +467,7 @@ impl Event {
             return Some(Event::Error(msg.to_string()));
         }
         if let Some(pos) = line.find(EXIT_MARKER) {
-            let rest = &line[pos + EXIT_MARKER.len()..];
-            let end = rest
-                .char_indices()
-                .find(|&(i, c)| !(c.is_ascii_digit() || (i == 0 && c == '-')))
-                .map_or(rest.len(), |(i, _)| i);
-            return rest[..end].parse().ok().map(Event::ExitCode);
+            return leading_int(&line[pos + EXIT_MARKER.len()..]).map(Event::ExitCode);
         }
         if let Some(n) = line.strip_prefix(EV_ACK) {
             return n.parse().ok().map(Event::StdinAck);
@@ -589,6 +610,16 @@ mod tests {
         ] {
             assert_eq!(Event::parse(ev.to_string().as_bytes()), Some(ev));
         }
+    }
+
+    #[test]
+    fn standalone_console_takes_either_marker() {
+        assert_eq!(standalone_exit_code(b"VIRTRUN_EXIT_CODE: 3"), Some(3));
+        assert_eq!(standalone_exit_code(b"PASSSYSINIT_EXIT_CODE: 0\r"), Some(0));
+        assert_eq!(standalone_exit_code(b"SYSINIT_EXIT_CODE: -1"), Some(-1));
+        assert_eq!(standalone_exit_code(b"SYSINIT_EXIT_CODE: x"), None);
+        assert_eq!(standalone_exit_code(b"SYSINIT_EXIT_CODE 4"), None);
+        assert_eq!(standalone_exit_code(b"hello"), None);
     }
 
     #[test]

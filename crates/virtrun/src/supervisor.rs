@@ -23,7 +23,9 @@ use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
-use virtrun_protocol::{Event, Frame, INIT_LOG_PREFIX, MAX_STDIN_FRAME, Role, STDIN_WINDOW};
+use virtrun_protocol::{
+    Event, Frame, INIT_LOG_PREFIX, MAX_STDIN_FRAME, Role, STDIN_WINDOW, standalone_exit_code,
+};
 
 /// What the guest said and did, collected from all channels.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -374,7 +376,7 @@ fn read_log(stream: UnixStream, verbose: bool, has_marker: bool, report: &Mutex<
         lock(report).alive = true;
         let text = String::from_utf8_lossy(&line);
         let text = text.trim_end_matches(['\n', '\r']);
-        if has_marker && let Some(Event::ExitCode(code)) = Event::parse(text.as_bytes()) {
+        if has_marker && let Some(code) = standalone_exit_code(text.as_bytes()) {
             lock(report).exit_code = Some(code);
             continue;
         }

@@ -391,7 +391,8 @@ fn go_test_exec_with_profiles_and_coverage() {
 /// built with the original's Go `sysinit` are). Over virtio the cover
 /// profile, CPU profile and trace come back on ports 2, 3, 4 and go's tools
 /// read them; over the ISA UARTs the cover profile does, and a failing test
-/// makes go test fail.
+/// makes go test fail, its exit code told with the marker of the original's
+/// newer `sysinit` (`SYSINIT_EXIT_CODE: 1`).
 #[test]
 fn go_test_exec_standalone_with_profiles() {
     let m = GoModule::of("goinit");
@@ -431,12 +432,15 @@ fn go_test_exec_standalone_with_profiles() {
         .arg(format!("{exec} -transport isa"))
         .arg("-coverprofile")
         .arg(&isa_cover)
-        .args(["./suite", "-args", "-fail"]));
+        .args(["./suite", "-args", "-fail", "-marker=SYSINIT_EXIT_CODE"]));
     assert_eq!(failed.code, Some(1), "{}", failed.context());
     failed
         .assert_stdout_contains("ports: map[1:/dev/ttyS1 2:/dev/ttyS2]")
         .assert_stdout_contains("--- FAIL: TestMaybeFail")
-        .assert_stdout_contains("FAIL\texample.com/goinit/suite");
+        .assert_stdout_contains("FAIL\texample.com/goinit/suite")
+        // go test exits 1 for any failure: virtrun found the marker, or it
+        // would have said so.
+        .assert_stdout_lacks("virtrun:");
     run(m.go(["tool", "cover", "-func"]).arg(&isa_cover))
         .assert_success()
         .assert_stdout_contains("suite.go:5:\tKind\t\t100.0%");

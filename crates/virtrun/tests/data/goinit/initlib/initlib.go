@@ -28,6 +28,10 @@ const (
 	tcsbrk         = 0x5409
 )
 
+// ExitMarker names the exit code on the console: virtrun's marker, or
+// "SYSINIT_EXIT_CODE" as the original's newer sysinit prints it.
+var ExitMarker = "VIRTRUN_EXIT_CODE"
+
 // Ports are the host ports found, by number.
 var Ports = map[int]string{}
 
@@ -52,7 +56,7 @@ func RunTests(m *testing.M) {
 	}
 	console, err := os.OpenFile("/dev/console", os.O_WRONLY|syscall.O_NOCTTY, 0)
 	if err == nil {
-		fmt.Fprintf(console, "\nVIRTRUN_EXIT_CODE: %d\n", code)
+		fmt.Fprintf(console, "\n%s: %d\n", ExitMarker, code)
 		drain(console)
 	}
 	syscall.Reboot(syscall.LINUX_REBOOT_CMD_RESTART)

@@ -9,7 +9,10 @@ import (
 	"example.com/goinit/initlib"
 )
 
-var fail = flag.Bool("fail", false, "make TestMaybeFail fail")
+var (
+	fail   = flag.Bool("fail", false, "make TestMaybeFail fail")
+	marker = flag.String("marker", "", "the exit marker's name, if not the default")
+)
 
 // The test binary is the guest's init.
 func TestMain(m *testing.M) {
@@ -40,6 +43,12 @@ func TestInGuest(t *testing.T) {
 		t.Error(err)
 	}
 	t.Logf("ports: %v", initlib.Ports)
+}
+
+func TestMarker(t *testing.T) {
+	if *marker != "" {
+		initlib.ExitMarker = *marker
+	}
 }
 
 func TestMaybeFail(t *testing.T) {
