@@ -39,8 +39,12 @@
 //! built into every stock kernel, so that an init started before its virtio
 //! driver is loaded still has it. The init links each further port to
 //! [`standalone_port_path`] (`/dev/virtrun1`, …), the names go test's output
-//! flags are rewritten to. The binary's arguments reach a standalone init
-//! through the kernel command line, after `--`, as its `argv`.
+//! flags are rewritten to, in argument order from port 2 on. The host writes
+//! what arrives on a file port to the host file the flag named, unchanged: an
+//! init makes ports that are ttys raw. The exit marker is [`EXIT_MARKER`] or,
+//! as the original's newer Go `sysinit` prints it, [`SYSINIT_EXIT_MARKER`].
+//! The binary's arguments reach a standalone init through the kernel command
+//! line, after `--`, as its `argv`.
 
 #![deny(missing_docs)]
 

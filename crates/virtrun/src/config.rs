@@ -337,7 +337,7 @@ const FLAGS: &[FlagSpec] = &[
         help: "environment variable for the binary; KEY alone passes the host's value. \
                Repeatable; an empty value clears the list. RUST_BACKTRACE, RUST_LIB_BACKTRACE, \
                RUST_LOG, RUST_TEST_THREADS, LLVM_PROFILE_FILE, GOTRACEBACK and GODEBUG are passed \
-               when set on the host",
+               when set on the host. Not for a -standalone init, which sets its own",
     },
     FlagSpec {
         flag: Flag::KeepInitramfs,
