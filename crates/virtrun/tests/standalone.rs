@@ -1,12 +1,13 @@
 //! `-standalone` end to end: the example init of `examples/standalone-init`,
 //! built with `virtrun-sysinit`, boots as the guest's `/init` on the Debian
 //! kernel, over the ISA UARTs and over virtio (pci: the host packs the virtio
-//! modules, the library loads them and then finds its ports), and its exit
-//! code becomes virtrun's.
+//! modules, the library loads them and then finds its ports), and on arm64
+//! over virtio-mmio; its exit code becomes virtrun's, and go test's file
+//! flags land in host files.
 
 mod common;
 
-use common::virtrun;
+use common::{kernel_of, virtrun, virtrun_bare};
 use std::ffi::OsStr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -62,6 +63,51 @@ fn example(panics: Panics) -> &'static Path {
         target_dir
             .join(TARGET)
             .join(profile_dir)
+            .join("standalone-init")
+    })
+}
+
+/// The example init built for aarch64 the way `scripts/build-guest-init`
+/// builds the embedded ones: Debian's Rust rebuilding std for the target
+/// (`-Zbuild-std`) and its cross gcc linking (both from `scripts/setup`).
+fn arm64_example() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let target = "aarch64-unknown-linux-gnu";
+        let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("standalone-cross");
+        let out = Command::new("/usr/bin/cargo")
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_BUILD_RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .env_remove("CARGO")
+            .env("RUSTC_BOOTSTRAP", "1")
+            .env("RUSTC", "/usr/bin/rustc")
+            .env("RUSTDOC", "/usr/bin/rustdoc")
+            .args(["build", "--quiet", "--locked", "-p", "standalone-init"])
+            .args(["--profile", "guest", "-Zbuild-std=std,panic_abort"])
+            .args(["--target", target, "--target-dir"])
+            .arg(&target_dir)
+            .args([
+                "--config",
+                &format!("target.{target}.linker=\"aarch64-linux-gnu-gcc\""),
+            ])
+            .args([
+                "--config",
+                &format!("target.{target}.rustflags=[\"-Ctarget-feature=+crt-static\"]"),
+            ])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run /usr/bin/cargo (run scripts/setup): {e}"));
+        assert!(
+            out.status.success(),
+            "building the example init for {target} failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        target_dir
+            .join(target)
+            .join("guest")
             .join("standalone-init")
     })
 }
@@ -199,6 +245,27 @@ fn more_files_than_uarts_is_refused_before_boot() {
         "virtrun: error: -standalone: go test asks for 3 output files, but -transport isa \
          carries at most 2: use -transport pci"
     );
+}
+
+/// The library on arm64: the kernel console is the PL011 (`ttyAMA0`), the
+/// virtio modules for mmio come from the kernel's tree and are loaded by the
+/// init, which then finds its ports; a go test file flag comes back too.
+#[test]
+fn arm64_standalone_over_virtio_mmio() {
+    let dir = tempfile::tempdir().unwrap();
+    virtrun_bare([
+        OsStr::new("-nokvm"),
+        OsStr::new("-kernel"),
+        kernel_of("arm64").as_os_str(),
+        OsStr::new("-standalone"),
+        arm64_example().as_os_str(),
+    ])
+    .args(["3", "a b", "-test.coverprofile=c.out"])
+    .cwd(dir.path())
+    .run()
+    .assert_code(3)
+    .assert_stdout(format!("hello from PID 1\nword: a b\n{CLEANUPS}").as_bytes());
+    assert!(std::fs::read(dir.path().join("c.out")).unwrap() == file_content("coverprofile"));
 }
 
 #[test]
