@@ -32,16 +32,19 @@
 //! | port | carries | guest device (`isa`) | guest device (`pci`, `mmio`) |
 //! |---|---|---|---|
 //! | 0 ([`STANDALONE_CONSOLE_PORT`]) | kernel console: kernel log, the init's stderr, the exit marker | `ttyS0` | the built-in UART (`ttyS0`/`ttyAMA0`) |
-//! | 1 ([`STANDALONE_STDOUT_PORT`]) | the binary's stdout | `ttyS1` | virtio serial port number 1 (`/dev/vport0p1`) |
-//! | 2, 3, … | output files (go test profiles) | `ttyS2`, … | virtio serial port 2, … |
+//! | 1 ([`STANDALONE_STDOUT_PORT`]) | the binary's stdout | `ttyS1` | virtio console port number 1 (`hvc1`) |
+//! | 2, 3, … | output files (go test profiles) | `ttyS2`, … | virtio console port 2, … (`hvc2`, …) |
 //!
 //! Port 0 is always the kernel console (`/dev/console` in the guest), on a UART
 //! built into every stock kernel, so that an init started before its virtio
-//! driver is loaded still has it. The init links each further port to
+//! driver is loaded still has it. With virtio the host also puts a console on
+//! virtio port 0 (`hvc0`, read like port 0), because the kernel numbers `hvcN`
+//! in port order and the original's inits expect port N on `hvcN`. The init links each further port to
 //! [`standalone_port_path`] (`/dev/virtrun1`, …), the names go test's output
 //! flags are rewritten to, in argument order from port 2 on. The host writes
 //! what arrives on a file port to the host file the flag named, unchanged: an
-//! init makes ports that are ttys raw. The exit marker is [`EXIT_MARKER`] or,
+//! init makes the ports raw (all are ttys) and keeps them open, as an `hvc`
+//! tty forgets its settings on its last close. The exit marker is [`EXIT_MARKER`] or,
 //! as the original's newer Go `sysinit` prints it, [`SYSINIT_EXIT_MARKER`].
 //! The binary's arguments reach a standalone init through the kernel command
 //! line, after `--`, as its `argv`.

@@ -2,17 +2,18 @@
 //! assigns them: port 0 is the kernel console (`/dev/console`) and carries the
 //! exit marker, port 1 the binary's stdout, ports 2, 3, … output files.
 //!
-//! Further ports are virtio serial ports (`/dev/vportDpN`, or `hvcN` for a
-//! virtio console port) when a virtio console device exists, serial ports
-//! (`ttySN`, `ttyAMAN`) otherwise. Discover them only after the modules are
+//! Further ports are virtio console ports (`hvcN`; a virtio serial port's
+//! `/dev/vportDpN` if the host made it one) when a virtio console device
+//! exists, serial ports (`ttySN`, `ttyAMAN`) otherwise. Discover them only after the modules are
 //! loaded: with a stock kernel the virtio drivers are modules.
 
-use crate::Result;
 use crate::channel;
-use std::fs::OpenOptions;
+use crate::{ErrorContext, Result};
+use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use virtrun_protocol::{
     Event, STANDALONE_CONSOLE_PORT, STANDALONE_STDOUT_PORT, standalone_port_path,
@@ -72,49 +73,53 @@ fn virtio_console_present() -> bool {
         })
 }
 
-/// The virtio ports once they stopped appearing (or `wait` ran out).
+/// The virtio ports once they stopped appearing (or `wait` ran out), each
+/// on its final device.
 fn settled_virtio_ports(wait: Duration) -> Vec<Port> {
     let deadline = Instant::now() + wait;
-    let mut seen = virtio_ports();
+    let mut seen = virtio_numbers(dev_names());
     while seen.is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
-        seen = virtio_ports();
+        seen = virtio_numbers(dev_names());
     }
     while !seen.is_empty() && Instant::now() < deadline {
         std::thread::sleep(SETTLE);
-        let now = virtio_ports();
+        let now = virtio_numbers(dev_names());
         if now == seen {
             break;
         }
         seen = now;
     }
-    seen
-}
-
-/// Ports 1, 2, … of the first virtio serial device, from their device
-/// nodes (which exist once the port is usable).
-fn virtio_ports() -> Vec<Port> {
-    let names: Vec<String> = std::fs::read_dir("/dev")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().into_string().ok())
-        .collect();
-    virtio_numbers(names.iter().map(String::as_str))
-        .into_iter()
+    let grace = (Instant::now() + CONSOLE_GRACE).min(deadline);
+    seen.into_iter()
         .map(|(dev, number)| Port {
             number,
-            device: virtio_device(dev, number),
+            device: virtio_device(dev, number, grace),
         })
         .collect()
 }
 
+/// The names in `/dev`.
+fn dev_names() -> Vec<String> {
+    std::fs::read_dir("/dev")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect()
+}
+
+/// How long a virtio port may take to turn out a console port: the driver
+/// adds a port first and makes it a console (`hvcN`) on a later message.
+const CONSOLE_GRACE: Duration = Duration::from_millis(500);
+
 /// `(device, port)` of each `vportDpN` name with N ≥ 1, for the lowest D,
 /// sorted by port.
-fn virtio_numbers<'a>(names: impl Iterator<Item = &'a str>) -> Vec<(usize, usize)> {
+fn virtio_numbers<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> Vec<(usize, usize)> {
     let mut found: Vec<(usize, usize)> = names
+        .into_iter()
         .filter_map(|name| {
-            let (dev, port) = name.strip_prefix("vport")?.split_once('p')?;
+            let (dev, port) = name.as_ref().strip_prefix("vport")?.split_once('p')?;
             Some((dev.parse().ok()?, port.parse().ok()?))
         })
         .filter(|&(_, port)| port > STANDALONE_CONSOLE_PORT)
@@ -126,20 +131,25 @@ fn virtio_numbers<'a>(names: impl Iterator<Item = &'a str>) -> Vec<(usize, usize
     found
 }
 
-/// The device of virtio port `number`: its `vport` node, unless it is a
-/// console port (the original tool makes every port one), which the kernel
-/// opens only as `hvcN`. When all ports are consoles, `hvcN` is port N.
-fn virtio_device(dev: usize, number: usize) -> PathBuf {
-    let vport = PathBuf::from(format!("/dev/vport{dev}p{number}"));
-    let probe = OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
-        .open(&vport);
-    match probe {
-        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
-            PathBuf::from(format!("/dev/hvc{number}"))
+/// The device of virtio port `number`. virtio's console ports, which
+/// virtrun's standalone mode and the original tool use for every port, are
+/// `hvcN`, numbered in port order (virtrun's host puts a console on port 0
+/// too, so `hvcN` is port N); the kernel opens them only as such. A port that
+/// is not a console by `grace` is a serial port: its `vport` node.
+fn virtio_device(dev: usize, number: usize, grace: Instant) -> PathBuf {
+    let hvc = PathBuf::from(format!("/dev/hvc{number}"));
+    loop {
+        let opened = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
+            .open(&hvc);
+        if opened.is_ok() {
+            return hvc;
         }
-        _ => vport,
+        if Instant::now() >= grace {
+            return PathBuf::from(format!("/dev/vport{dev}p{number}"));
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
@@ -184,17 +194,28 @@ fn connected_uarts(info: &str) -> Vec<usize> {
 pub fn connect(ports: &[Port]) -> Result<()> {
     let console = channel::open(Path::new(CONSOLE))?;
     let mut stdout = None;
+    let mut held = lock_held();
     for port in ports.iter().filter(|p| p.number > STANDALONE_CONSOLE_PORT) {
-        // Opening puts a tty in raw mode, which it keeps after the close.
+        // Opening makes a tty raw. It stays open until the power-off: some
+        // ttys (hvc) forget their settings when the last opener closes, and
+        // the exit report waits until each one sent its output.
         let file = channel::open(&port.device)?;
         if port.number == STANDALONE_STDOUT_PORT {
-            stdout = Some(file);
+            stdout = Some(file.try_clone().context(|| "dup stdout port".into())?);
         }
+        held.push(file);
         crate::fs::replace_symlink(&port.device, Path::new(&standalone_port_path(port.number)))?;
     }
     crate::stdio::redirect(2, &console)?;
     crate::stdio::redirect(1, stdout.as_ref().unwrap_or(&console))?;
     crate::stdio::null_stdin()
+}
+
+/// The ports [`connect`] opened, held open until the power-off.
+static HELD: Mutex<Vec<File>> = Mutex::new(Vec::new());
+
+fn lock_held() -> std::sync::MutexGuard<'static, Vec<File>> {
+    HELD.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Reports `code` to the host: flushes and drains stdout and stderr, then
@@ -204,6 +225,9 @@ pub fn report_exit_code(code: i32) -> io::Result<()> {
     let _ = io::stdout().flush();
     channel::drain(&io::stdout());
     channel::drain(&io::stderr());
+    for port in lock_held().iter() {
+        channel::drain(port);
+    }
     let mut console = OpenOptions::new()
         .write(true)
         .custom_flags(libc::O_NOCTTY)
@@ -238,8 +262,8 @@ mod tests {
         let names = [
             "vport1p1", "vport0p2", "null", "vport0p0", "vport0p1", "vportx", "hvc0",
         ];
-        assert_eq!(virtio_numbers(names.into_iter()), vec![(0, 1), (0, 2)]);
-        assert_eq!(virtio_numbers(["vport2p3"].into_iter()), vec![(2, 3)]);
-        assert!(virtio_numbers(["tty", "vport0p0"].into_iter()).is_empty());
+        assert_eq!(virtio_numbers(names), vec![(0, 1), (0, 2)]);
+        assert_eq!(virtio_numbers(["vport2p3"]), vec![(2, 3)]);
+        assert!(virtio_numbers(["tty", "vport0p0"]).is_empty());
     }
 }

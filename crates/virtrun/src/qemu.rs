@@ -283,9 +283,15 @@ impl Invocation {
     /// expects their host ends.
     pub fn channels(&self) -> Vec<Channel> {
         if self.standalone {
-            (0..STANDALONE_PORTS + self.file_ports)
+            let mut channels: Vec<Channel> = (0..STANDALONE_PORTS + self.file_ports)
                 .map(Channel::Port)
-                .collect()
+                .collect();
+            // The kernel numbers hvc ports in the order QEMU adds them, which
+            // is the order of the devices: port 0's console comes first.
+            if self.layout() == Layout::Virtio {
+                channels.insert(1, Channel::VirtioConsole0);
+            }
+            channels
         } else {
             Role::ALL.into_iter().map(Channel::Role).collect()
         }
@@ -364,8 +370,8 @@ impl Invocation {
                 Transport::Pci => ("virtio-serial-pci", ""),
                 _ => ("virtio-serial-device", ""),
             };
-            // Port numbers run up to the last channel's.
-            let ports = VIRTIO_PORTS.max(self.channels().len());
+            // Standalone port numbers run up to the last file's.
+            let ports = VIRTIO_PORTS.max(STANDALONE_PORTS + self.file_ports);
             push(&[
                 "-device",
                 &format!("{dev},id=vs,max_ports={ports}{vectors}"),
@@ -383,10 +389,13 @@ impl Invocation {
                 push(&["-serial", &format!("chardev:{id}")]);
             } else {
                 let device = match channel {
-                    // Numbered like the original's ports: /dev/vport0pN is
-                    // port N. Serial ports, not consoles: those are 8 times
-                    // faster, and the kernel opens a console port only as hvc.
-                    Channel::Port(n) => format!("virtserialport,nr={n}"),
+                    // Numbered like the original's ports, and consoles as
+                    // there: port N is /dev/hvcN (SPEC §3a), which the
+                    // kernel numbers in port order, hence the console on
+                    // port 0 too. (Serial ports would be 8 times faster, but
+                    // inits written for the original look for hvcN.)
+                    Channel::Port(n) => format!("virtconsole,nr={n}"),
+                    Channel::VirtioConsole0 => "virtconsole,nr=0".to_string(),
                     Channel::Role(role) => format!(
                         "virtserialport,name={}",
                         role.virtio_port_name().unwrap_or_default()
@@ -407,6 +416,10 @@ pub enum Channel {
     /// A numbered port of the original tool's layout (standalone mode):
     /// 0 is the console with the exit marker, 1 the binary's stdout.
     Port(usize),
+    /// Virtio console port 0 in standalone mode (`hvc0`), so that the
+    /// kernel's `hvcN` is port N; port 0 itself stays on the UART. What an
+    /// init writes there is read like port 0.
+    VirtioConsole0,
 }
 
 #[cfg(test)]
@@ -511,18 +524,22 @@ mod tests {
     fn standalone_uses_the_original_port_numbering() {
         let mut i = inv(Transport::Pci);
         i.standalone = true;
-        assert_eq!(i.channels(), vec![Channel::Port(0), Channel::Port(1)]);
+        assert_eq!(
+            i.channels(),
+            vec![Channel::Port(0), Channel::VirtioConsole0, Channel::Port(1)]
+        );
         // Port 0 is the kernel console on the built-in UART, which works
         // before any module is loaded.
         assert!(i.kernel_cmdline().as_bytes().starts_with(b"console=ttyS0 "));
         let args = joined(&i);
         assert!(args.contains("-chardev socket,id=vr0,fd=3 -serial chardev:vr0"));
         assert!(args.contains(
-            "-chardev socket,id=vr1,fd=4 -device virtserialport,nr=1,bus=vs.0,chardev=vr1"
+            "-chardev socket,id=vr1,fd=4 -device virtconsole,nr=0,bus=vs.0,chardev=vr1 \
+             -chardev socket,id=vr2,fd=5 -device virtconsole,nr=1,bus=vs.0,chardev=vr2"
         ));
-        assert!(!args.contains("virtconsole"));
 
         i.transport = Transport::Isa;
+        assert_eq!(i.channels(), vec![Channel::Port(0), Channel::Port(1)]);
         let args = joined(&i);
         assert!(args.contains("-chardev socket,id=vr1,fd=4 -serial chardev:vr1"));
         assert!(!args.contains("virtio-serial"));
@@ -533,9 +550,9 @@ mod tests {
         let mut i = inv(Transport::Pci);
         i.standalone = true;
         i.file_ports = 7;
-        assert_eq!(i.channels().len(), 9);
-        assert_eq!(i.channels()[8], Channel::Port(8));
-        let fds: Vec<i32> = (3..12).collect();
+        assert_eq!(i.channels().len(), 10);
+        assert_eq!(i.channels()[9], Channel::Port(8));
+        let fds: Vec<i32> = (3..13).collect();
         let args: Vec<String> = i
             .args(&fds)
             .iter()
@@ -543,7 +560,7 @@ mod tests {
             .collect();
         let args = args.join(" ");
         assert!(args.contains("max_ports=9"), "{args}");
-        assert!(args.contains("-device virtserialport,nr=8,bus=vs.0,chardev=vr8"));
+        assert!(args.contains("-device virtconsole,nr=8,bus=vs.0,chardev=vr9"));
 
         assert!(check_file_ports(Transport::Isa, 2).is_ok());
         assert_eq!(

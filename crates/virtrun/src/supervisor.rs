@@ -208,7 +208,9 @@ pub fn run(
             Channel::Role(Role::Log) => {
                 thread::spawn(move || read_log(stream, verbose, false, &report))
             }
-            Channel::Port(0) => thread::spawn(move || read_log(stream, verbose, true, &report)),
+            Channel::Port(0) | Channel::VirtioConsole0 => {
+                thread::spawn(move || read_log(stream, verbose, true, &report))
+            }
             Channel::Role(Role::Control) => {
                 let outputs = outputs.to_vec();
                 let received = Arc::clone(&received);

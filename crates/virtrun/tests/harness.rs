@@ -410,9 +410,7 @@ fn go_test_exec_standalone_with_profiles() {
     .assert_success()
     .assert_stdout_contains("--- PASS: TestKind")
     .assert_stdout_contains("--- PASS: TestInGuest")
-    .assert_stdout_contains(
-        "ports: map[1:/dev/vport0p1 2:/dev/vport0p2 3:/dev/vport0p3 4:/dev/vport0p4]",
-    )
+    .assert_stdout_contains("ports: map[1:/dev/hvc1 2:/dev/hvc2 3:/dev/hvc3 4:/dev/hvc4]")
     .assert_stdout_contains("ok  \texample.com/goinit/suite")
     .assert_stdout_contains("coverage: 100.0% of statements");
     run(m.go(["tool", "cover", "-func"]).arg(&cover))

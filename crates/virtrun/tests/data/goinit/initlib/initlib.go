@@ -91,17 +91,21 @@ func setup() error {
 		if err != nil {
 			return err
 		}
-		// What goes through a tty must arrive unchanged.
+		// What goes through a tty must arrive unchanged. The port stays
+		// open: an hvc tty forgets its settings on its last close.
 		makeRaw(f)
+		held = append(held, f)
 		if n == 1 {
 			if err := syscall.Dup3(int(f.Fd()), 1, 0); err != nil {
 				return err
 			}
 		}
-		f.Close()
 	}
 	return nil
 }
+
+// The ports, open until the power-off.
+var held []*os.File
 
 // loadModules loads every module in dir in name order.
 func loadModules(dir string) error {
@@ -127,8 +131,8 @@ func loadModules(dir string) error {
 	return nil
 }
 
-// findPorts finds ports 1, 2, …: virtio serial ports (/dev/vport0pN) when a
-// virtio console device exists, the connected UARTs (ttySN) otherwise.
+// findPorts finds ports 1, 2, …: the virtio console ports (/dev/hvcN) when
+// a virtio console device exists, the connected UARTs (ttySN) otherwise.
 func findPorts() error {
 	devs, _ := filepath.Glob("/sys/bus/virtio/devices/*/device")
 	virtio := false
@@ -138,7 +142,8 @@ func findPorts() error {
 		}
 	}
 	if virtio {
-		// The driver adds its ports one by one after its probe.
+		// The driver adds its ports one by one after its probe, each as
+		// /dev/vport0pN, and makes it a console (hvcN) a moment later.
 		deadline := time.Now().Add(5 * time.Second)
 		last := -1
 		for time.Now().Before(deadline) {
@@ -152,9 +157,22 @@ func findPorts() error {
 		found, _ := filepath.Glob("/dev/vport0p*")
 		for _, dev := range found {
 			n, err := strconv.Atoi(strings.TrimPrefix(dev, "/dev/vport0p"))
-			if err == nil && n > 0 {
-				Ports[n] = dev
+			if err != nil || n == 0 {
+				continue
 			}
+			hvc := "/dev/hvc" + strconv.Itoa(n)
+			for {
+				f, err := os.OpenFile(hvc, os.O_WRONLY|syscall.O_NOCTTY, 0)
+				if err == nil {
+					f.Close()
+					break
+				}
+				if time.Now().After(deadline) {
+					return fmt.Errorf("port %d: %w", n, err)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			Ports[n] = hvc
 		}
 		return nil
 	}
