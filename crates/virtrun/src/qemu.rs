@@ -297,6 +297,18 @@ impl Invocation {
         }
     }
 
+    /// Whether QEMU writes `channel` to a file rather than a socket: a virtio
+    /// console drops what it cannot write at once, which a socket whose
+    /// reader is slow would make it do; a file never refuses.
+    pub fn file_backed(&self, channel: Channel) -> bool {
+        self.layout() == Layout::Virtio
+            && match channel {
+                Channel::Port(n) => n != STANDALONE_CONSOLE_PORT,
+                Channel::VirtioConsole0 => true,
+                Channel::Role(_) => false,
+            }
+    }
+
     /// The kernel command line. The kernel log always goes to the built-in
     /// UART: with a stock kernel, the virtio console is a module that is not
     /// there before the init loads it. A standalone init's arguments follow
@@ -379,7 +391,12 @@ impl Invocation {
         }
         for (i, (channel, fd)) in self.channels().into_iter().zip(fds).enumerate() {
             let id = format!("vr{i}");
-            push(&["-chardev", &format!("socket,id={id},fd={fd}")]);
+            let backend = if self.file_backed(channel) {
+                format!("file,id={id},path=/dev/fd/{fd}")
+            } else {
+                format!("socket,id={id},fd={fd}")
+            };
+            push(&["-chardev", &backend]);
             let on_uart = !virtio
                 || matches!(
                     channel,
@@ -534,13 +551,14 @@ mod tests {
         let args = joined(&i);
         assert!(args.contains("-chardev socket,id=vr0,fd=3 -serial chardev:vr0"));
         assert!(args.contains(
-            "-chardev socket,id=vr1,fd=4 -device virtconsole,nr=0,bus=vs.0,chardev=vr1 \
-             -chardev socket,id=vr2,fd=5 -device virtconsole,nr=1,bus=vs.0,chardev=vr2"
+            "-chardev file,id=vr1,path=/dev/fd/4 -device virtconsole,nr=0,bus=vs.0,chardev=vr1 \
+             -chardev file,id=vr2,path=/dev/fd/5 -device virtconsole,nr=1,bus=vs.0,chardev=vr2"
         ));
 
         i.transport = Transport::Isa;
         assert_eq!(i.channels(), vec![Channel::Port(0), Channel::Port(1)]);
         let args = joined(&i);
+        // UARTs wait for a slow reader: sockets.
         assert!(args.contains("-chardev socket,id=vr1,fd=4 -serial chardev:vr1"));
         assert!(!args.contains("virtio-serial"));
     }

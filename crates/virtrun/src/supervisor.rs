@@ -4,7 +4,10 @@
 //!
 //! Every channel is one end of a socket pair whose other end QEMU inherits as
 //! a `socket` chardev (`fd=N`): no paths, no ports, nothing that two runs at
-//! once could share.
+//! once could share. The exception are virtio *console* ports (standalone
+//! mode): QEMU drops what a console writes when the host end would block, so
+//! those write to an unlinked temporary file QEMU inherits (`file` chardev on
+//! `/dev/fd/N`), which never blocks, and which virtrun reads as it grows.
 
 use crate::gotest::{FIRST_FILE_PORT, Output};
 use crate::qemu::{Channel, Invocation};
@@ -18,7 +21,7 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
@@ -127,12 +130,22 @@ pub fn run(
     trace: &Trace,
 ) -> Result<Report, SuperviseError> {
     let channels = inv.channels();
+    let qemu_gone = Arc::new(AtomicBool::new(false));
     let mut host_ends = Vec::new();
     let mut qemu_ends: Vec<OwnedFd> = Vec::new();
-    for _ in &channels {
-        let (host, qemu) = UnixStream::pair().map_err(SuperviseError::Channels)?;
-        host_ends.push(host);
-        qemu_ends.push(qemu.into());
+    for &channel in &channels {
+        if inv.file_backed(channel) {
+            let file = tempfile::tempfile().map_err(SuperviseError::Channels)?;
+            qemu_ends.push(file.try_clone().map_err(SuperviseError::Channels)?.into());
+            host_ends.push(HostEnd::File {
+                file,
+                qemu_gone: Arc::clone(&qemu_gone),
+            });
+        } else {
+            let (host, qemu) = UnixStream::pair().map_err(SuperviseError::Channels)?;
+            host_ends.push(HostEnd::Socket(host));
+            qemu_ends.push(qemu.into());
+        }
     }
     let fds: Vec<i32> = (0..channels.len() as i32)
         .map(|i| FIRST_CHANNEL_FD + i)
@@ -212,6 +225,11 @@ pub fn run(
                 thread::spawn(move || read_log(stream, verbose, true, &report))
             }
             Channel::Role(Role::Control) => {
+                let HostEnd::Socket(stream) = stream else {
+                    return Err(SuperviseError::Channels(io::Error::other(
+                        "the control channel must be a socket",
+                    )));
+                };
                 let outputs = outputs.to_vec();
                 let received = Arc::clone(&received);
                 let writer = Arc::new(Mutex::new(
@@ -309,6 +327,7 @@ pub fn run(
         }
     };
     trace.log(|| format!("QEMU exited: {status:?}"));
+    qemu_gone.store(true, Ordering::SeqCst);
     for r in readers {
         let _ = r.join();
     }
@@ -364,7 +383,7 @@ const OOM: [&str; 2] = ["Out of memory:", "oom-kill:"];
 /// Reads the kernel log: shows all of it with `verbose`, otherwise only the
 /// init's messages and the lines that explain a failure. In standalone mode
 /// this is also where the exit marker arrives.
-fn read_log(stream: UnixStream, verbose: bool, has_marker: bool, report: &Mutex<Report>) {
+fn read_log(stream: HostEnd, verbose: bool, has_marker: bool, report: &Mutex<Report>) {
     let mut reader = BufReader::new(stream);
     let mut line = Vec::new();
     let mut in_panic = false;
@@ -488,6 +507,39 @@ fn read_control(stream: UnixStream, ctx: &ControlContext) {
     }
 }
 
+/// The host's end of a channel.
+enum HostEnd {
+    /// One end of a socket pair; QEMU has the other.
+    Socket(UnixStream),
+    /// An unlinked file QEMU writes to: read as it grows, and to its end
+    /// once QEMU is gone.
+    File {
+        file: std::fs::File,
+        qemu_gone: Arc<AtomicBool>,
+    },
+}
+
+/// How often a file channel is looked at for new data.
+const FOLLOW_POLL: Duration = Duration::from_millis(5);
+
+impl Read for HostEnd {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            HostEnd::Socket(stream) => stream.read(buf),
+            HostEnd::File { file, qemu_gone } => loop {
+                // Looked at before reading: once QEMU is gone, an empty read
+                // is the end.
+                let gone = qemu_gone.load(Ordering::SeqCst);
+                let n = file.read(buf)?;
+                if n > 0 || gone {
+                    return Ok(n);
+                }
+                thread::sleep(FOLLOW_POLL);
+            },
+        }
+    }
+}
+
 /// Bytes received so far on the stdout and stderr channels.
 type Received = Arc<[AtomicU64; 2]>;
 
@@ -553,7 +605,7 @@ fn receive_file(reader: &mut impl Read, len: u64, target: Option<&Path>) -> io::
 /// Copies a standalone port to its host file, created (truncated) only once
 /// the first bytes arrive, so a file the guest never wrote is left alone.
 /// The port is read to its end whatever happens to the file.
-fn copy_port_to_file(mut from: UnixStream, target: Option<&Path>) -> Result<(), String> {
+fn copy_port_to_file(mut from: HostEnd, target: Option<&Path>) -> Result<(), String> {
     let mut buf = vec![0u8; 256 * 1024];
     let mut file: Option<std::fs::File> = None;
     let mut failure: Option<String> = None;
@@ -638,7 +690,7 @@ fn output(fd: std::os::fd::BorrowedFd<'_>) -> Option<std::fs::File> {
 /// Copies a stream to one of our outputs, byte for byte. If the output goes
 /// away (a closed pipe), the rest is still read and dropped: a guest that
 /// cannot write would never finish.
-fn copy_out(mut from: UnixStream, mut to: Option<std::fs::File>, received: &AtomicU64) {
+fn copy_out(mut from: HostEnd, mut to: Option<std::fs::File>, received: &AtomicU64) {
     let mut buf = vec![0u8; 256 * 1024];
     loop {
         let n = match from.read(&mut buf) {

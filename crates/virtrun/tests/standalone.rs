@@ -13,6 +13,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 const TARGET: &str = "x86_64-unknown-linux-gnu";
 /// A static binary: the guest has no libc of its own.
@@ -224,6 +225,33 @@ fn go_test_files_over_virtio_ports() {
 #[test]
 fn go_test_files_over_uarts() {
     go_test_files_reach_the_host("isa", &["coverprofile", "trace"]);
+}
+
+/// The example's `bulk` output (its `bulk_line`s).
+fn bulk() -> Vec<u8> {
+    (0..4096u32)
+        .flat_map(|i| {
+            let mut line = format!("{i:08} ").into_bytes();
+            line.resize(1023, b'a' + (i % 26) as u8);
+            line.push(b'\n');
+            line
+        })
+        .collect()
+}
+
+/// A virtio console drops what its host end does not take at once; virtrun's
+/// end never refuses, so 4 MiB reach a consumer that stalls for 8 s (the
+/// boot and then some) intact.
+#[test]
+fn stdout_over_virtio_survives_a_stalled_consumer() {
+    let mut expected = b"hello from PID 1\n".to_vec();
+    expected.extend(bulk());
+    expected.extend(CLEANUPS.as_bytes());
+    standalone(Panics::Unwind, &["0", "bulk"])
+        .stdout_stall(Duration::from_secs(8))
+        .run()
+        .assert_code(0)
+        .assert_stdout(&expected);
 }
 
 #[test]

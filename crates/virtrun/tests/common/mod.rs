@@ -313,6 +313,7 @@ pub struct Virtrun {
     tmpdir: Option<PathBuf>,
     timeout: Duration,
     transport: Option<&'static str>,
+    stdout_stall: Duration,
 }
 
 /// A run with the default flags (`-nokvm -kernel K`, the default transport)
@@ -331,6 +332,7 @@ where
         tmpdir: None,
         timeout: TIMEOUT,
         transport: None,
+        stdout_stall: Duration::ZERO,
     }
     .args(args)
 }
@@ -395,6 +397,13 @@ impl Virtrun {
         self
     }
 
+    /// Reads virtrun's stdout only after `stall`: a consumer that does not
+    /// keep up.
+    pub fn stdout_stall(mut self, stall: Duration) -> Self {
+        self.stdout_stall = stall;
+        self
+    }
+
     /// Runs virtrun to completion; kills it and fails the test if it exceeds the time
     /// limit or dies of a signal.
     #[track_caller]
@@ -451,7 +460,9 @@ impl Virtrun {
         }
         let mut out_pipe = child.stdout.take().unwrap();
         let mut err_pipe = child.stderr.take().unwrap();
+        let stall = self.stdout_stall;
         let out = thread::spawn(move || {
+            thread::sleep(stall);
             let mut b = Vec::new();
             out_pipe.read_to_end(&mut b).map(|_| b)
         });
