@@ -605,28 +605,21 @@ fn receive_file(reader: &mut impl Read, len: u64, target: Option<&Path>) -> io::
 /// Copies a standalone port to its host file, created (truncated) only once
 /// the first bytes arrive, so a file the guest never wrote is left alone.
 /// The port is read to its end whatever happens to the file.
-fn copy_port_to_file(mut from: HostEnd, target: Option<&Path>) -> Result<(), String> {
-    let mut buf = vec![0u8; 256 * 1024];
+fn copy_port_to_file(from: HostEnd, target: Option<&Path>) -> Result<(), String> {
     let mut file: Option<std::fs::File> = None;
     let mut failure: Option<String> = None;
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
-        };
+    for_each_chunk(from, |chunk| {
         let (Some(target), None) = (target, &failure) else {
-            continue;
+            return;
         };
         let written = match &mut file {
-            Some(f) => f.write_all(&buf[..n]),
+            Some(f) => f.write_all(chunk),
             None => target
                 .parent()
                 .map_or(Ok(()), std::fs::create_dir_all)
                 .and_then(|()| std::fs::File::create(target))
                 .and_then(|mut f| {
-                    f.write_all(&buf[..n])?;
+                    f.write_all(chunk)?;
                     file = Some(f);
                     Ok(())
                 }),
@@ -634,8 +627,22 @@ fn copy_port_to_file(mut from: HostEnd, target: Option<&Path>) -> Result<(), Str
         if let Err(e) = written {
             failure = Some(format!("{}: {e}", target.display()));
         }
-    }
+    });
     failure.map_or(Ok(()), Err)
+}
+
+/// Reads `from` to its end (or its first error), handing each chunk to
+/// `sink`.
+fn for_each_chunk(mut from: impl Read, mut sink: impl FnMut(&[u8])) {
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => sink(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
 }
 
 /// Sends our stdin to the guest once it is ready, never more than
@@ -690,20 +697,13 @@ fn output(fd: std::os::fd::BorrowedFd<'_>) -> Option<std::fs::File> {
 /// Copies a stream to one of our outputs, byte for byte. If the output goes
 /// away (a closed pipe), the rest is still read and dropped: a guest that
 /// cannot write would never finish.
-fn copy_out(mut from: HostEnd, mut to: Option<std::fs::File>, received: &AtomicU64) {
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) => return,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => return,
-        };
-        received.fetch_add(n as u64, Ordering::SeqCst);
+fn copy_out(from: HostEnd, mut to: Option<std::fs::File>, received: &AtomicU64) {
+    for_each_chunk(from, |chunk| {
+        received.fetch_add(chunk.len() as u64, Ordering::SeqCst);
         if let Some(file) = &mut to
-            && file.write_all(&buf[..n]).is_err()
+            && file.write_all(chunk).is_err()
         {
             to = None;
         }
-    }
+    });
 }
