@@ -42,9 +42,12 @@
 //! in port order and the original's inits expect port N on `hvcN`. The init links each further port to
 //! [`standalone_port_path`] (`/dev/virtrun1`, …), the names go test's output
 //! flags are rewritten to, in argument order from port 2 on. The host writes
-//! what arrives on a file port to the host file the flag named, unchanged: an
-//! init makes the ports raw (all are ttys) and keeps them open, as an `hvc`
-//! tty forgets its settings on its last close. The exit marker is [`EXIT_MARKER`] or,
+//! what arrives on a file port to the host file the flag named. All ports are
+//! ttys: an init that makes one raw (and keeps it open, as an `hvc` tty
+//! forgets its settings on its last close) says so with
+//! [`RAW_PORT_PREAMBLE`] and its bytes pass unchanged; a port left in the
+//! tty's default mode, as the original's inits leave theirs, has the tty's
+//! `\n` → `\r\n` undone by the host. The exit marker is [`EXIT_MARKER`] or,
 //! as the original's newer Go `sysinit` prints it, [`SYSINIT_EXIT_MARKER`].
 //! The binary's arguments reach a standalone init through the kernel command
 //! line, after `--`, as its `argv`.
@@ -191,6 +194,19 @@ pub const STANDALONE_PORT_PREFIX: &str = "/dev/virtrun";
 pub fn standalone_port_path(n: usize) -> String {
     format!("{STANDALONE_PORT_PREFIX}{n}")
 }
+
+/// What an init that made a standalone port raw writes on it before anything
+/// else: the host drops it and passes the rest on unchanged.
+///
+/// A port that does not start with it is a tty in its default mode, as inits
+/// built with the original's Go `sysinit` leave them: the tty turned each
+/// `\n` written into `\r\n` (`ONLCR`) and the host turns every `\r\n` back
+/// into `\n`, which restores the bytes written exactly (a `\r` the init wrote
+/// before a `\n` arrives as `\r\r\n`; the original's host dropped every `\r`,
+/// which damaged binary files such as CPU profiles). Without the
+/// announcement the host could not tell raw bytes `\r\n` from a tty's. It
+/// starts with a NUL byte, which no text does.
+pub const RAW_PORT_PREAMBLE: &[u8] = b"\0virtrun raw port\0";
 
 /// What the host tells the init, written to [`CONFIG_PATH`].
 ///

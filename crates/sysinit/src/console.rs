@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use virtrun_protocol::{
-    Event, STANDALONE_CONSOLE_PORT, STANDALONE_STDOUT_PORT, standalone_port_path,
+    Event, RAW_PORT_PREAMBLE, STANDALONE_CONSOLE_PORT, STANDALONE_STDOUT_PORT, standalone_port_path,
 };
 
 /// The kernel console, port 0.
@@ -189,17 +189,21 @@ fn connected_uarts(info: &str) -> Vec<usize> {
 
 /// Connects this process to the ports: stderr to port 0, stdout to port 1
 /// (to port 0 when there is none), stdin to `/dev/null`; links every port
-/// from 1 on to its [`standalone_port_path`]. Ports that are ttys are made
-/// raw, so that what is written to them passes unchanged.
+/// from 1 on to its [`standalone_port_path`]. Ports are made raw, so that
+/// what is written to them passes unchanged, and say so to the host with
+/// [`RAW_PORT_PREAMBLE`].
 pub fn connect(ports: &[Port]) -> Result<()> {
     let console = channel::open(Path::new(CONSOLE))?;
     let mut stdout = None;
     let mut held = lock_held();
     for port in ports.iter().filter(|p| p.number > STANDALONE_CONSOLE_PORT) {
-        // Opening makes a tty raw. It stays open until the power-off: some
-        // ttys (hvc) forget their settings when the last opener closes, and
-        // the exit report waits until each one sent its output.
-        let file = channel::open(&port.device)?;
+        // Opening makes a tty raw, which the host is told first thing. It
+        // stays open until the power-off: some ttys (hvc) forget their
+        // settings when the last opener closes, and the exit report waits
+        // until each one sent its output.
+        let mut file = channel::open(&port.device)?;
+        file.write_all(RAW_PORT_PREAMBLE)
+            .context(|| format!("write to {}", port.device.display()))?;
         if port.number == STANDALONE_STDOUT_PORT {
             stdout = Some(file.try_clone().context(|| "dup stdout port".into())?);
         }

@@ -50,7 +50,8 @@
 //! 4. sets the environment you asked for;
 //! 5. finds the host's ports ([`console`]): stderr goes to port 0 (the kernel
 //!    console, where the host also reads the exit marker), stdout to port 1,
-//!    stdin reads `/dev/null`; ports 1, 2, … are linked as `/dev/virtrun1`, …;
+//!    stdin reads `/dev/null`; ports 1, 2, … are made raw (bytes pass
+//!    unchanged) and linked as `/dev/virtrun1`, …;
 //! 6. runs your steps and main function; an `Err` becomes exit code
 //!    [`FAILED`] and a panic [`PANICKED`], both with their message on the
 //!    kernel log, which the host shows;

@@ -22,6 +22,7 @@ pub mod initramfs;
 pub mod kernel;
 pub mod libs;
 pub mod outcome;
+pub mod port;
 pub mod qemu;
 pub mod run;
 pub mod supervisor;

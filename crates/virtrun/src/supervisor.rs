@@ -10,6 +10,7 @@
 //! `/dev/fd/N`), which never blocks, and which virtrun reads as it grows.
 
 use crate::gotest::{FIRST_FILE_PORT, Output};
+use crate::port::PortReader;
 use crate::qemu::{Channel, Invocation};
 use crate::trace::Trace;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -252,7 +253,11 @@ pub fn run(
             Channel::Role(Role::Stdout) | Channel::Port(1) => {
                 let to = output(io::stdout().as_fd());
                 let count = Arc::clone(&received);
-                thread::spawn(move || copy_out(stream, to, &count[0]))
+                let from: Box<dyn Read + Send> = match channel {
+                    Channel::Port(_) => Box::new(PortReader::new(stream)),
+                    _ => Box::new(stream),
+                };
+                thread::spawn(move || copy_out(from, to, &count[0]))
             }
             Channel::Role(Role::Stderr) => {
                 let to = output(io::stderr().as_fd());
@@ -265,7 +270,7 @@ pub fn run(
                     .and_then(|i| outputs.get(i))
                     .map(|o| o.host.clone());
                 thread::spawn(move || {
-                    if let Err(e) = copy_port_to_file(stream, host.as_deref()) {
+                    if let Err(e) = copy_port_to_file(PortReader::new(stream), host.as_deref()) {
                         lock(&report).host_errors.push(e);
                     }
                 })
@@ -605,7 +610,7 @@ fn receive_file(reader: &mut impl Read, len: u64, target: Option<&Path>) -> io::
 /// Copies a standalone port to its host file, created (truncated) only once
 /// the first bytes arrive, so a file the guest never wrote is left alone.
 /// The port is read to its end whatever happens to the file.
-fn copy_port_to_file(from: HostEnd, target: Option<&Path>) -> Result<(), String> {
+fn copy_port_to_file(from: impl Read, target: Option<&Path>) -> Result<(), String> {
     let mut file: Option<std::fs::File> = None;
     let mut failure: Option<String> = None;
     for_each_chunk(from, |chunk| {
@@ -697,7 +702,7 @@ fn output(fd: std::os::fd::BorrowedFd<'_>) -> Option<std::fs::File> {
 /// Copies a stream to one of our outputs, byte for byte. If the output goes
 /// away (a closed pipe), the rest is still read and dropped: a guest that
 /// cannot write would never finish.
-fn copy_out(from: HostEnd, mut to: Option<std::fs::File>, received: &AtomicU64) {
+fn copy_out(from: impl Read, mut to: Option<std::fs::File>, received: &AtomicU64) {
     for_each_chunk(from, |chunk| {
         received.fetch_add(chunk.len() as u64, Ordering::SeqCst);
         if let Some(file) = &mut to

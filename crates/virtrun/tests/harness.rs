@@ -388,9 +388,12 @@ fn go_test_exec_with_profiles_and_coverage() {
 /// `go test -exec "virtrun -standalone ..."` with a test binary that is its
 /// own init (`tests/data/goinit`: a `TestMain` on a small stdlib-only init
 /// package written against the standalone contract of SPEC §3a, as inits
-/// built with the original's Go `sysinit` are). Over virtio the cover
+/// built with the original's Go `sysinit` are, ports left in the tty's
+/// default mode, which turns `\n` into `\r\n`). Over virtio the cover
 /// profile, CPU profile and trace come back on ports 2, 3, 4 and go's tools
-/// read them; over the ISA UARTs the cover profile does, and a failing test
+/// read them (go test itself takes the cover profile only if it begins with
+/// `mode: set\n` exactly, and the others are binary); over the ISA UARTs the
+/// cover profile does, and a failing test
 /// makes go test fail, its exit code told with the marker of the original's
 /// newer `sysinit` (`SYSINIT_EXIT_CODE: 1`).
 #[test]
@@ -411,6 +414,8 @@ fn go_test_exec_standalone_with_profiles() {
     .assert_stdout_contains("--- PASS: TestKind")
     .assert_stdout_contains("--- PASS: TestInGuest")
     .assert_stdout_contains("ports: map[1:/dev/hvc1 2:/dev/hvc2 3:/dev/hvc3 4:/dev/hvc4]")
+    // The tty's line ends are undone on stdout too.
+    .assert_stdout_lacks("\r")
     .assert_stdout_contains("ok  \texample.com/goinit/suite")
     .assert_stdout_contains("coverage: 100.0% of statements");
     run(m.go(["tool", "cover", "-func"]).arg(&cover))

@@ -1,5 +1,6 @@
 //! Property tests of the host's parsers (issue 7): the flag parser, the ELF
-//! reader, the `modules.dep` resolver and the cpio writer, through their
+//! reader, the `modules.dep` resolver, the cpio writer and the decoding of
+//! standalone ports, through their
 //! public APIs only. Each property is bounded (a few hundred cases, small
 //! inputs) so the file runs in seconds as part of the normal suite.
 
@@ -14,6 +15,8 @@ use virtrun::config::{ConfigError, ModuleRef, Parsed, Sources, parse};
 use virtrun::cpio::{ReadEntry, Writer, mode, read_archive};
 use virtrun::elf::inspect;
 use virtrun::kernel::{KernelError, ModuleTree};
+use virtrun::port::Untty;
+use virtrun_protocol::RAW_PORT_PREAMBLE;
 
 fn config(cases: u32) -> ProptestConfig {
     ProptestConfig {
@@ -946,5 +949,62 @@ proptest! {
         }),
     ]) {
         let _ = read_archive(&data);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Standalone ports: a guest tty's output processing undone
+// ---------------------------------------------------------------------------
+
+/// Bytes rich in the ones that matter here.
+fn tty_bytes() -> impl Strategy<Value = Vec<u8>> {
+    proptest::collection::vec(
+        prop_oneof![Just(b'\r'), Just(b'\n'), Just(0u8), any::<u8>()],
+        0..200,
+    )
+}
+
+/// `arrived` through [`Untty`] in pieces cut at `cuts`.
+fn untty(arrived: &[u8], cuts: &[Index]) -> Vec<u8> {
+    let mut at: Vec<usize> = cuts.iter().map(|c| c.index(arrived.len() + 1)).collect();
+    at.push(0);
+    at.push(arrived.len());
+    at.sort_unstable();
+    let mut decoder = Untty::default();
+    let mut out = Vec::new();
+    for w in at.windows(2) {
+        decoder.push(&arrived[w[0]..w[1]], &mut out);
+    }
+    decoder.finish(&mut out);
+    out
+}
+
+proptest! {
+    #![proptest_config(config(500))]
+
+    /// What an init wrote through a tty in its default mode (each `\n` sent
+    /// as `\r\n`) comes out exactly, however the bytes arrive.
+    #[test]
+    fn a_default_mode_tty_is_undone_exactly(
+        written in tty_bytes(),
+        cuts in proptest::collection::vec(any::<Index>(), 0..6),
+    ) {
+        prop_assume!(!written.starts_with(RAW_PORT_PREAMBLE));
+        let arrived: Vec<u8> = written
+            .iter()
+            .flat_map(|&b| if b == b'\n' { vec![b'\r', b'\n'] } else { vec![b] })
+            .collect();
+        prop_assert_eq!(untty(&arrived, &cuts), written);
+    }
+
+    /// After the preamble, every byte passes unchanged.
+    #[test]
+    fn an_announced_raw_port_is_unchanged(
+        written in tty_bytes(),
+        cuts in proptest::collection::vec(any::<Index>(), 0..6),
+    ) {
+        let mut arrived = RAW_PORT_PREAMBLE.to_vec();
+        arrived.extend_from_slice(&written);
+        prop_assert_eq!(untty(&arrived, &cuts), written);
     }
 }

@@ -159,7 +159,7 @@ fn exit_code_3_and_arguments_over_isa() {
 
 /// What the example writes for `-test.NAME=PATH` (its `file_content`).
 fn file_content(name: &str) -> Vec<u8> {
-    let mut content = format!("{name}\n").into_bytes();
+    let mut content = format!("{name}\n\r\n\r\r\n").into_bytes();
     content.extend((0..=255u8).cycle().take(256 * 256));
     content
 }

@@ -65,10 +65,10 @@ fn main() -> ! {
 }
 
 /// What the example writes for go test's file flag `-test.NAME`: the name on
-/// a line, then every byte value 256 times (so `\r\n` and `\n` among them),
-/// which must reach the host unchanged.
+/// a line, `\r\n` and `\r\r\n`, then every byte value 256 times, which must
+/// all reach the host unchanged.
 pub fn file_content(name: &str) -> Vec<u8> {
-    let mut content = format!("{name}\n").into_bytes();
+    let mut content = format!("{name}\n\r\n\r\r\n").into_bytes();
     content.extend((0..=255u8).cycle().take(256 * 256));
     content
 }

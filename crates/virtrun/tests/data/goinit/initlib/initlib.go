@@ -2,7 +2,9 @@
 // inits built with the original virtrun's Go sysinit package do it, written
 // only against virtrun's standalone contract (SPEC §3a): port 0 is the kernel
 // console and takes the exit marker, port 1 the binary's stdout, ports 2, 3,
-// … the files go test's flags name, each linked to /dev/virtrunN.
+// … the files go test's flags name, each linked to /dev/virtrunN. Like the
+// original's sysinit, it leaves the ports (ttys) in their default mode, so
+// each \n it writes reaches the host as \r\n.
 //
 // It uses nothing but the standard library, so the test module builds
 // offline.
@@ -91,9 +93,8 @@ func setup() error {
 		if err != nil {
 			return err
 		}
-		// What goes through a tty must arrive unchanged. The port stays
-		// open: an hvc tty forgets its settings on its last close.
-		makeRaw(f)
+		// Left in the tty's default mode, as the original's sysinit
+		// leaves its ports: virtrun undoes the tty's \n -> \r\n.
 		held = append(held, f)
 		if n == 1 {
 			if err := syscall.Dup3(int(f.Fd()), 1, 0); err != nil {
@@ -194,21 +195,6 @@ func findPorts() error {
 func ioctl(f *os.File, req uintptr, arg uintptr) syscall.Errno {
 	_, _, errno := syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), req, arg)
 	return errno
-}
-
-// makeRaw switches a tty to raw mode (cfmakeraw); other files are left alone.
-func makeRaw(f *os.File) {
-	var t syscall.Termios
-	if ioctl(f, syscall.TCGETS, uintptr(unsafe.Pointer(&t))) != 0 {
-		return
-	}
-	t.Iflag &^= syscall.IGNBRK | syscall.BRKINT | syscall.PARMRK | syscall.ISTRIP |
-		syscall.INLCR | syscall.IGNCR | syscall.ICRNL | syscall.IXON
-	t.Oflag &^= syscall.OPOST
-	t.Lflag &^= syscall.ECHO | syscall.ECHONL | syscall.ICANON | syscall.ISIG | syscall.IEXTEN
-	t.Cflag &^= syscall.CSIZE | syscall.PARENB
-	t.Cflag |= syscall.CS8
-	ioctl(f, syscall.TCSETS, uintptr(unsafe.Pointer(&t)))
 }
 
 // drain waits until a tty sent what was written to it (tcdrain).
