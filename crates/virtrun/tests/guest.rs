@@ -453,6 +453,29 @@ fn add_module_by_name_and_by_path() {
     }
 }
 
+/// The init loads the modules before it opens its channels (the virtio
+/// drivers among them are modules): one that fails to load is still
+/// reported, in one line, with the reason.
+#[test]
+fn a_module_that_fails_to_load_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let bogus = dir.path().join("bogus.ko");
+    std::fs::write(&bogus, "not a module\n").unwrap();
+    let out = virtrun([
+        OsString::from("-addModule"),
+        bogus.into_os_string(),
+        "/usr/bin/true".into(),
+    ])
+    .run();
+    out.assert_code(255);
+    let line = out.assert_one_line();
+    assert!(
+        line.starts_with("virtrun: guest init failed: load module /lib/modules/")
+            && line.ends_with("-bogus.ko: Exec format error (os error 8)\n"),
+        "{line}"
+    );
+}
+
 #[test]
 fn add_module_veth_by_name_pulls_its_dependencies() {
     // ip is dynamic: its libraries come along. veth needs its dependencies

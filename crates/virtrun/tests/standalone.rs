@@ -341,6 +341,30 @@ fn argument_the_kernel_cannot_pass_is_refused_before_boot() {
     assert!(line.contains("say \\\"hi\\\""), "{line}");
 }
 
+/// A setup step that fails (a module that is no module, loaded after the
+/// virtio drivers) ends the run with [`virtrun_sysinit::INIT_FAILED`] and the
+/// reason, over virtio and over the UARTs; the user's code never runs.
+#[test]
+fn failed_setup_is_exit_code_255_with_its_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let bogus = dir.path().join("bogus.ko");
+    std::fs::write(&bogus, "not a module\n").unwrap();
+    for transport in ["pci", "isa"] {
+        let out = virtrun([
+            OsStr::new("-addModule"),
+            bogus.as_os_str(),
+            OsStr::new("-standalone"),
+            example(Panics::Unwind).as_os_str(),
+        ])
+        .args(["0"])
+        .transport(transport)
+        .run();
+        out.assert_code(virtrun_sysinit::INIT_FAILED)
+            .assert_stdout(b"")
+            .assert_stderr_contains("-bogus.ko: Exec format error (os error 8)");
+    }
+}
+
 /// `CAP_SYS_BOOT` from `linux/capability.h`.
 const CAP_SYS_BOOT: libc::c_ulong = 22;
 
