@@ -295,3 +295,42 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
     }
     Ok(outcome::decide(&report, doubt.as_deref()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Parsed, Sources, parse};
+    use std::path::PathBuf;
+
+    fn config(flags: &[&str]) -> Config {
+        let mut cmdline: Vec<std::ffi::OsString> = flags.iter().map(Into::into).collect();
+        cmdline.extend([
+            "-kernel".into(),
+            "/etc/hostname".into(),
+            "/usr/bin/env".into(),
+        ]);
+        let src = Sources {
+            cmdline,
+            env_args: None,
+            args_file: None,
+            cwd: PathBuf::from("/"),
+            getenv: &|_| None,
+        };
+        match parse(&src) {
+            Ok(Parsed::Run(config)) => config,
+            other => panic!("expected a run, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn kvm_only_for_the_hosts_own_architecture() {
+        let foreign = [Arch::Amd64, Arch::Arm64, Arch::Riscv64]
+            .into_iter()
+            .filter(|&a| Arch::host() != Some(a));
+        for arch in foreign {
+            assert!(!use_kvm(&config(&[]), arch), "{arch:?}");
+        }
+        let host = Arch::host().expect("a supported host");
+        assert!(!use_kvm(&config(&["-nokvm"]), host));
+    }
+}
