@@ -79,6 +79,7 @@ fn initramfs_has_added_files_init_and_libraries() {
     }
 }
 
+/// bash found through `PATH=/data`, in the working directory `/`.
 #[test]
 fn added_dynamic_bash_runs_through_path() {
     virtrun([
@@ -87,11 +88,11 @@ fn added_dynamic_bash_runs_through_path() {
         "/usr/bin/env",
         "bash",
         "-c",
-        "echo ok; exit 3",
+        "echo ok; pwd; exit 3",
     ])
     .run()
     .assert_code(3)
-    .assert_stdout(b"ok\n");
+    .assert_stdout(b"ok\n/\n");
 }
 
 // --- 4. stdout / stderr ----------------------------------------------------------
