@@ -312,7 +312,7 @@ impl Invocation {
     /// The kernel command line. The kernel log always goes to the built-in
     /// UART: with a stock kernel, the virtio console is a module that is not
     /// there before the init loads it. A standalone init's arguments follow
-    /// `--`, each in double quotes (see [`check_init_args`]).
+    /// `--`, each in double quotes (checked when the invocation is built).
     pub fn kernel_cmdline(&self) -> OsString {
         let mut parts = vec![
             format!("console={}", self.log_device),
