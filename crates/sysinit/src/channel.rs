@@ -14,8 +14,10 @@ use virtrun_protocol::{Event, Frame, Layout, Role};
 const VIRTIO_PORTS: &str = "/sys/class/virtio-ports";
 
 /// How long an init waits for virtio ports to appear after their driver
-/// loaded: the driver adds them asynchronously after its probe.
-pub const PORT_WAIT: Duration = Duration::from_secs(10);
+/// loaded: the driver adds them asynchronously after its probe. Generous,
+/// as a guest that shares few host CPUs with many others is slow; only a
+/// broken setup waits it out.
+pub const PORT_WAIT: Duration = Duration::from_secs(30);
 
 /// Finds the device of `role` in `layout`; virtio ports may appear a moment
 /// after their driver loaded, so they are waited for up to `wait`.
@@ -32,13 +34,42 @@ pub fn device(layout: Layout, role: Role, wait: Duration) -> Result<PathBuf> {
                 }
                 if Instant::now() >= deadline {
                     return Err(crate::Error::new(
-                        format!("find virtio port {name} (is virtio_console loaded?)"),
+                        format!(
+                            "find virtio port {name} in {wait:?} (is virtio_console loaded?); \
+                             ports seen: {}",
+                            virtio_ports_seen()
+                        ),
                         io::Error::from(io::ErrorKind::NotFound),
                     ));
                 }
                 std::thread::sleep(Duration::from_millis(5));
             }
         }
+    }
+}
+
+/// The virtio ports there are, with their names, for an error message:
+/// `vport1p1=virtrun.control vport1p2=(no name)`.
+fn virtio_ports_seen() -> String {
+    let Ok(dir) = std::fs::read_dir(VIRTIO_PORTS) else {
+        return format!("none ({VIRTIO_PORTS} is missing)");
+    };
+    let mut seen: Vec<String> = dir
+        .flatten()
+        .map(|e| {
+            let name = std::fs::read_to_string(e.path().join("name"));
+            format!(
+                "{}={}",
+                e.file_name().to_string_lossy(),
+                name.as_deref().map_or("(no name)", str::trim_end)
+            )
+        })
+        .collect();
+    seen.sort();
+    if seen.is_empty() {
+        "none".into()
+    } else {
+        seen.join(" ")
     }
 }
 
