@@ -35,8 +35,9 @@ pub fn device(layout: Layout, role: Role, wait: Duration) -> Result<PathBuf> {
                 if Instant::now() >= deadline {
                     return Err(crate::Error::new(
                         format!(
-                            "find virtio port {name} in {wait:?} (is virtio_console loaded?); \
+                            "find virtio port {name} in {} s (is virtio_console loaded?); \
                              ports seen: {}",
+                            wait.as_secs(),
                             virtio_ports_seen()
                         ),
                         io::Error::from(io::ErrorKind::NotFound),
