@@ -68,13 +68,8 @@ impl Untty {
     /// Appends what is still held back once the port ended.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
         match std::mem::replace(&mut self.mode, Mode::Raw) {
-            Mode::Undecided(seen) => {
-                let mut cr = false;
-                cook(&mut cr, &seen, out);
-                if cr {
-                    out.push(b'\r');
-                }
-            }
+            // A beginning of the preamble has no `\r` to undo.
+            Mode::Undecided(seen) => out.extend_from_slice(&seen),
             Mode::Cooked { cr: true } => out.push(b'\r'),
             Mode::Cooked { cr: false } | Mode::Raw => {}
         }
@@ -84,12 +79,15 @@ impl Untty {
 /// Appends `input` with each `\r\n` turned into `\n`; `cr` carries a `\r`
 /// at the end of one input over to the next.
 fn cook(cr: &mut bool, mut input: &[u8], out: &mut Vec<u8>) {
-    if std::mem::take(cr) && input.first() != Some(&b'\n') {
-        if input.is_empty() {
-            *cr = true;
-            return;
+    if std::mem::take(cr) {
+        match input.first() {
+            None => {
+                *cr = true;
+                return;
+            }
+            Some(b'\n') => {}
+            Some(_) => out.push(b'\r'),
         }
-        out.push(b'\r');
     }
     while let Some(i) = memchr::memchr(b'\r', input) {
         out.extend_from_slice(&input[..i]);
