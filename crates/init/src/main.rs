@@ -1,5 +1,7 @@
 //! The default guest init of virtrun: sets the guest up, runs `/main` with
 //! its streams connected to the host, reports how it ended and powers off.
+//! In a standalone guest whose transport needs driver modules it is the
+//! [`loader`] in front of the user's init instead.
 //!
 //! All building blocks come from `virtrun-sysinit`; all knowledge of the
 //! host (channel roles, events, frames) from `virtrun-protocol`.
@@ -17,11 +19,15 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
-use virtrun_protocol::{CONFIG_PATH, Event, Frame, GUEST_ENV, GuestConfig, GuestTimes, MAIN_PATH};
+use virtrun_protocol::{
+    CONFIG_PATH, Event, Frame, GUEST_ENV, GuestConfig, GuestTimes, LOADER_CONFIG_PATH, MAIN_PATH,
+};
 use virtrun_sysinit::channel::{self, Channels, EventSender, FrameReader};
 use virtrun_sysinit::process::{self, Exit};
 use virtrun_sysinit::setup::{self, Setup};
 use virtrun_sysinit::{INIT_FAILED, fs, log, power};
+
+mod loader;
 
 /// How long to wait for the host to confirm it has all output. The host
 /// answers as soon as it read everything; only a host that stopped reading
@@ -37,8 +43,11 @@ fn main() {
         setup::clear_env();
         setup::set_envs(GUEST_ENV);
     }
+    if std::path::Path::new(LOADER_CONFIG_PATH).exists() {
+        loader::run();
+    }
     if let Err(e) = run(init) {
-        log::error(&e.to_string());
+        log::fatal(&e.to_string());
     }
     power::shutdown()
 }
@@ -235,6 +244,14 @@ fn send_output(events: &EventSender, id: u32, path: &Path) {
         Err(_) => Vec::new(),
     };
     for (name, file) in files {
+        // The name travels in the event's line.
+        if name.contains('\n') {
+            log::error(&format!(
+                "not sent: {}: a newline in its name",
+                file.display()
+            ));
+            continue;
+        }
         if let Err(e) = events.send_file(id, &name, &file) {
             log::error(&format!("send {}: {e}", file.display()));
         }

@@ -71,6 +71,17 @@ pub const LIB_DIR: &str = "/lib";
 /// Directory of kernel modules in the guest, loaded in lexical order.
 pub const MODULES_DIR: &str = "/lib/modules";
 
+/// Where the host puts the [`LoaderConfig`] of a standalone guest whose
+/// transport needs drivers: `/init` is then virtrun's loader, which loads
+/// them, removes this file and [`TRANSPORT_MODULES_DIR`], and `exec`s
+/// [`MAIN_PATH`], the user's init, as PID 1.
+pub const LOADER_CONFIG_PATH: &str = "/virtrun.loader";
+
+/// Directory of the transport's driver modules in a standalone guest, loaded
+/// in lexical order by the loader. The `-addModule` files stay in
+/// [`MODULES_DIR`], for the user's init to load, as with the original.
+pub const TRANSPORT_MODULES_DIR: &str = "/virtrun-modules";
+
 /// The exact environment of the binary, in this order.
 pub const GUEST_ENV: [(&str, &str); 3] = [("HOME", "/"), ("TERM", "linux"), ("PATH", DATA_DIR)];
 
@@ -106,6 +117,16 @@ fn leading_int(s: &str) -> Option<i32> {
 /// Prefix the init puts in front of the lines it writes to the kernel log, so
 /// the host can tell them from kernel noise.
 pub const INIT_LOG_PREFIX: &str = "virtrun-init: ";
+
+/// Prefix of the init's last words on the kernel log when it cannot go on
+/// (no channel to the host, a transport without its driver): the host does
+/// not show the line as it comes but ends the run with it as its one error.
+pub const INIT_FATAL_PREFIX: &str = "virtrun-init: fatal: ";
+
+/// Longest event line the host accepts on the control channel, newline
+/// included. Events are short; a longer line is a guest that broke the
+/// protocol, and the host ends the run instead of buffering it.
+pub const MAX_EVENT_LINE: usize = 64 * 1024;
 
 /// The role of a channel between host and guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -310,6 +331,52 @@ impl GuestConfig {
             args,
             env,
             outputs,
+            verbose,
+        })
+    }
+}
+
+/// What the standalone loader is told, written to [`LOADER_CONFIG_PATH`]: how
+/// many virtio console ports (`hvc0`, `hvc1`, …) the user's init expects, so
+/// that it starts only once they all exist. Encoded like [`GuestConfig`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoaderConfig {
+    /// Number of virtio console ports, port 0 included.
+    pub ports: usize,
+    /// Whether the loader should narrate what it does on the log.
+    pub verbose: bool,
+}
+
+impl LoaderConfig {
+    /// Serialises the configuration.
+    pub fn encode(&self) -> Vec<u8> {
+        format!(
+            "ports\0{}\0verbose\0{}\0",
+            self.ports,
+            if self.verbose { 1 } else { 0 }
+        )
+        .into_bytes()
+    }
+
+    /// Parses what [`LoaderConfig::encode`] wrote.
+    pub fn decode(data: &[u8]) -> Result<Self, ConfigError> {
+        let body = data
+            .strip_suffix(&[0])
+            .ok_or_else(|| ConfigError("not NUL-terminated".into()))?;
+        let fields: Vec<&[u8]> = body.split(|&b| b == 0).collect();
+        let mut ports = None;
+        let mut verbose = false;
+        for pair in fields.chunks(2) {
+            match pair {
+                [b"ports", n] => {
+                    ports = std::str::from_utf8(n).ok().and_then(|n| n.parse().ok());
+                }
+                [b"verbose", v] => verbose = *v == b"1",
+                _ => return Err(ConfigError("bad loader config".into())),
+            }
+        }
+        Ok(LoaderConfig {
+            ports: ports.ok_or_else(|| ConfigError("no port count".into()))?,
             verbose,
         })
     }
@@ -557,6 +624,26 @@ mod tests {
             verbose: true,
         };
         assert_eq!(GuestConfig::decode(&cfg.encode()).unwrap(), cfg);
+    }
+
+    #[test]
+    fn loader_config_round_trip() {
+        for cfg in [
+            LoaderConfig {
+                ports: 2,
+                verbose: false,
+            },
+            LoaderConfig {
+                ports: 31,
+                verbose: true,
+            },
+        ] {
+            assert_eq!(LoaderConfig::decode(&cfg.encode()).unwrap(), cfg);
+        }
+        assert!(LoaderConfig::decode(b"ports\0x\0").is_err());
+        assert!(LoaderConfig::decode(b"verbose\x001\0").is_err());
+        assert!(LoaderConfig::decode(b"ports\x003").is_err());
+        assert!(LoaderConfig::decode(b"ports\x003\0odd\0").is_err());
     }
 
     #[test]

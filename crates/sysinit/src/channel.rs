@@ -27,6 +27,9 @@ pub fn device(layout: Layout, role: Role, wait: Duration) -> Result<PathBuf> {
             Ok(PathBuf::from(format!("/dev/ttyS{}", role.serial_index())))
         }
         (Layout::Virtio, Some(name)) => {
+            if find_virtio_port(name).is_none() {
+                check_transport()?;
+            }
             let deadline = Instant::now() + wait;
             loop {
                 if let Some(dev) = find_virtio_port(name) {
@@ -46,6 +49,21 @@ pub fn device(layout: Layout, role: Role, wait: Duration) -> Result<PathBuf> {
                 std::thread::sleep(Duration::from_millis(5));
             }
         }
+    }
+}
+
+/// Fails at once when the virtio console cannot work because a driver is
+/// missing ([`crate::transport::missing_driver`]), instead of waiting for
+/// ports that will never appear.
+pub fn check_transport() -> Result<()> {
+    match crate::transport::missing_driver() {
+        None => Ok(()),
+        Some(why) => Err(crate::Error::new(
+            "no virtio console",
+            io::Error::other(format!(
+                "{why} (give virtrun the kernel's module tree with -modulesDir, or use -transport isa)"
+            )),
+        )),
     }
 }
 

@@ -100,6 +100,16 @@ impl Mount {
     }
 }
 
+/// Unmounts the filesystem mounted on `target`.
+pub fn unmount(target: &str) -> Result<()> {
+    let what = || format!("unmount {target}");
+    let path = cstr(target).context(what)?;
+    // SAFETY: a valid NUL-terminated path for the call's duration.
+    check(unsafe { libc::umount2(path.as_ptr(), 0) })
+        .map(drop)
+        .context(what)
+}
+
 /// Mounts [`ESSENTIAL`]; stops at the first failure.
 pub fn mount_essential() -> Result<()> {
     ESSENTIAL.iter().try_for_each(Mount::mount)

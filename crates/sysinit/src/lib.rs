@@ -86,6 +86,7 @@ pub mod process;
 pub mod setup;
 pub mod stdio;
 mod sys;
+pub mod transport;
 
 pub use init::{BoxError, Context, FAILED, Init, IntoExitCode, PANICKED};
 pub use setup::Setup;

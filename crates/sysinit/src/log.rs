@@ -20,12 +20,11 @@ pub enum Level {
 /// Writes one message to the kernel log; falls back to stderr when
 /// `/dev/kmsg` is not there (e.g. before `/dev` is mounted).
 pub fn write(level: Level, msg: &str) {
-    let line = format!(
-        "<{}>{}{}\n",
-        level as u8,
-        virtrun_protocol::INIT_LOG_PREFIX,
-        msg.replace('\n', " ")
-    );
+    write_with(level, virtrun_protocol::INIT_LOG_PREFIX, msg);
+}
+
+fn write_with(level: Level, prefix: &str, msg: &str) {
+    let line = format!("<{}>{prefix}{}\n", level as u8, msg.replace('\n', " "));
     let sent = OpenOptions::new()
         .write(true)
         .open("/dev/kmsg")
@@ -44,4 +43,11 @@ pub fn error(msg: &str) {
 /// Logs progress.
 pub fn info(msg: &str) {
     write(Level::Info, msg);
+}
+
+/// Logs why the init cannot go on, just before it powers off: the host
+/// ends the run with this message
+/// ([`virtrun_protocol::INIT_FATAL_PREFIX`]).
+pub fn fatal(msg: &str) {
+    write_with(Level::Error, virtrun_protocol::INIT_FATAL_PREFIX, msg);
 }

@@ -98,12 +98,17 @@ pub struct Input<'a> {
     pub init: Option<Vec<u8>>,
     /// The init's configuration (wrapped mode).
     pub config: Option<Vec<u8>>,
+    /// The standalone loader's configuration: `init` is then the loader in
+    /// front of the binary, and `transport_modules` are its to load.
+    pub loader: Option<Vec<u8>>,
     /// The binary.
     pub main: &'a Path,
     /// `-addFile` files.
     pub files: &'a [PathBuf],
-    /// Kernel modules, in load order.
+    /// Kernel modules for `/lib/modules`, in load order.
     pub modules: &'a [Module],
+    /// The transport's drivers for the standalone loader, in load order.
+    pub transport_modules: &'a [Module],
     /// Shared libraries of the binary and the files.
     pub libs: &'a Resolved,
 }
@@ -173,9 +178,24 @@ impl Plan {
             let path = format!("{}/{}", rel(proto::DATA_DIR), file_name(file)?);
             plan.add(&path, host_file(file, None))?;
         }
-        for (i, module) in input.modules.iter().enumerate() {
-            let path = format!("{}/{:04}-{}", rel(proto::MODULES_DIR), i + 1, module.name);
-            plan.add(
+        if let Some(loader) = &input.loader {
+            plan.add(rel(proto::LOADER_CONFIG_PATH), generated(loader.clone()))?;
+        }
+        plan.add_modules(proto::MODULES_DIR, input.modules)?;
+        plan.add_modules(proto::TRANSPORT_MODULES_DIR, input.transport_modules)?;
+        for lib in &input.libs.libs {
+            let path = format!("{}/{}", rel(proto::LIB_DIR), lib.guest_name);
+            plan.add(&path, host_file(&lib.host_path, Some(0o755)))?;
+        }
+        plan.link_lib_dirs(&input.libs.dirs)?;
+        Ok(plan)
+    }
+
+    /// Adds `modules` to `dir`, numbered in load order.
+    fn add_modules(&mut self, dir: &str, modules: &[Module]) -> Result<(), PlanError> {
+        for (i, module) in modules.iter().enumerate() {
+            let path = format!("{}/{:04}-{}", rel(dir), i + 1, module.name);
+            self.add(
                 &path,
                 Node::File {
                     content: module.content.clone(),
@@ -183,12 +203,7 @@ impl Plan {
                 },
             )?;
         }
-        for lib in &input.libs.libs {
-            let path = format!("{}/{}", rel(proto::LIB_DIR), lib.guest_name);
-            plan.add(&path, host_file(&lib.host_path, Some(0o755)))?;
-        }
-        plan.link_lib_dirs(&input.libs.dirs)?;
-        Ok(plan)
+        Ok(())
     }
 
     /// The planned entries in archive order.
@@ -348,12 +363,14 @@ mod tests {
         Plan::new(&Input {
             init: init.map(<[u8]>::to_vec),
             config: Some(b"cfg".to_vec()),
+            loader: None,
             main: Path::new("/usr/bin/tree"),
             files: &["/usr/bin/bash".into(), "/etc/hostname".into()],
             modules: &[
                 Module::file(Path::new("/m/virtio.ko")).unwrap(),
                 Module::file(Path::new("/m/a/virtio_ring.ko.xz")).unwrap(),
             ],
+            transport_modules: &[],
             libs: &resolved(),
         })
         .unwrap()
@@ -427,6 +444,35 @@ mod tests {
     }
 
     #[test]
+    fn standalone_loader_takes_the_transport_modules() {
+        let plan = Plan::new(&Input {
+            init: Some(b"LOADER".to_vec()),
+            config: None,
+            loader: Some(b"ports\x002\0".to_vec()),
+            main: Path::new("/usr/bin/tree"),
+            files: &[],
+            modules: &[Module::file(Path::new("/m/veth.ko")).unwrap()],
+            transport_modules: &[
+                Module::file(Path::new("/m/virtio.ko")).unwrap(),
+                Module::file(Path::new("/m/virtio_pci.ko")).unwrap(),
+            ],
+            libs: &Resolved::default(),
+        })
+        .unwrap();
+        let get = |p: &str| plan.entries.get(p).cloned();
+        assert_eq!(
+            get("virtrun.loader"),
+            Some(generated(b"ports\x002\0".to_vec()))
+        );
+        assert!(get("virtrun-modules/0001-virtio.ko").is_some());
+        assert!(get("virtrun-modules/0002-virtio_pci.ko").is_some());
+        // The user's modules stay where the user's init loads them.
+        assert!(get("lib/modules/0001-veth.ko").is_some());
+        assert_eq!(get("virtrun.config"), None);
+        assert!(matches!(get("init"), Some(Node::File { .. })));
+    }
+
+    #[test]
     fn parents_come_before_children() {
         let plan = plan(Some(b""));
         let names: Vec<&str> = plan.entries().map(|(p, _)| p).collect();
@@ -446,9 +492,11 @@ mod tests {
         let err = Plan::new(&Input {
             init: None,
             config: None,
+            loader: None,
             main: Path::new("/usr/bin/env"),
             files: &["/usr/bin/env".into(), "/bin/env".into()],
             modules: &[],
+            transport_modules: &[],
             libs: &Resolved::default(),
         })
         .unwrap_err();
@@ -468,9 +516,11 @@ mod tests {
         let plan = Plan::new(&Input {
             init: Some(b"INIT".to_vec()),
             config: None,
+            loader: None,
             main: &main,
             files: &[],
             modules: &[],
+            transport_modules: &[],
             libs: &Resolved::default(),
         })
         .unwrap();

@@ -31,6 +31,22 @@ pub enum KernelError {
     /// A module name was given but there is no tree to find it in.
     #[error("-addModule {0}: no module tree found for this kernel; give a path or -modulesDir")]
     NoTreeForName(String),
+    /// The kernel's configuration says the transport's driver is not there
+    /// at all, not even as a module.
+    #[error(
+        "kernel {release} has no {driver} ({option} is not set), which -transport {transport} \
+         needs: use -transport isa, or a kernel with {option}=y or =m"
+    )]
+    DriverAbsent {
+        /// Kernel release.
+        release: String,
+        /// Config option of the driver.
+        option: &'static str,
+        /// Module name.
+        driver: &'static str,
+        /// The transport.
+        transport: &'static str,
+    },
     /// The transport's driver is a module, but no module tree is there.
     #[error(
         "kernel {release} has {option}={value} ({driver} is not built in) but its module tree \
@@ -516,6 +532,17 @@ pub struct Kernel {
     pub looked: Vec<PathBuf>,
 }
 
+/// The module files a run loads, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ModulePlan {
+    /// The transport's drivers with their dependencies.
+    pub transport: Vec<PathBuf>,
+    /// The `-addModule` files with their dependencies, none of the above.
+    pub user: Vec<PathBuf>,
+    /// A driver that may be missing, for when the guest does not answer.
+    pub doubt: Option<String>,
+}
+
 impl Kernel {
     /// Inspects `image`; `modules_dir` overrides the search for its tree.
     pub fn inspect(image: &Path, modules_dir: Option<&Path>) -> Result<Self, KernelError> {
@@ -581,15 +608,15 @@ impl Kernel {
     }
 
     /// The module files to load for `transport` and the user's modules, in
-    /// order: the transport's drivers with their dependencies first, then
-    /// each `-addModule` (names with their dependencies; paths as given).
-    /// Also returns a note on drivers that may be missing, for when the guest
-    /// does not answer.
+    /// order: the transport's drivers with their dependencies, then each
+    /// `-addModule` (names with their dependencies; paths as given) not
+    /// already among them. Also notes drivers that may be missing, for when
+    /// the guest does not answer.
     pub fn plan_modules(
         &self,
         transport: Transport,
         user: &[crate::config::ModuleRef],
-    ) -> Result<(Vec<PathBuf>, Option<String>), KernelError> {
+    ) -> Result<ModulePlan, KernelError> {
         use crate::config::ModuleRef;
         let mut files: Vec<PathBuf> = Vec::new();
         let push = |list: Vec<PathBuf>, files: &mut Vec<PathBuf>| {
@@ -629,6 +656,14 @@ impl Kernel {
                         .map(|c| c.get(d.option).unwrap_or("not set"));
                     match value {
                         Some("y") => {}
+                        Some("not set") => {
+                            return Err(KernelError::DriverAbsent {
+                                release: self.release.clone().unwrap_or_else(|| "?".into()),
+                                option: d.option,
+                                driver: d.module,
+                                transport: transport.as_str(),
+                            });
+                        }
                         Some(value) => {
                             return Err(KernelError::DriverMissing {
                                 release: self.release.clone().unwrap_or_else(|| "?".into()),
@@ -655,6 +690,7 @@ impl Kernel {
                 }
             }
         }
+        let transport_count = files.len();
         for m in user {
             match m {
                 ModuleRef::Path(p) => push(vec![p.clone()], &mut files),
@@ -667,7 +703,12 @@ impl Kernel {
                 }
             }
         }
-        Ok((files, doubt))
+        let user = files.split_off(transport_count);
+        Ok(ModulePlan {
+            transport: files,
+            user,
+            doubt,
+        })
     }
 }
 
@@ -814,16 +855,16 @@ pub(crate) mod tests {
             kernel
                 .plan_modules(Transport::Isa, &[])
                 .unwrap()
-                .0
+                .transport
                 .is_empty()
         );
         let unknown = Kernel {
             config: None,
             ..kernel
         };
-        let (files, doubt) = unknown.plan_modules(Transport::Pci, &[]).unwrap();
-        assert!(files.is_empty());
-        assert!(doubt.unwrap().contains("virtio_pci"));
+        let plan = unknown.plan_modules(Transport::Pci, &[]).unwrap();
+        assert!(plan.transport.is_empty());
+        assert!(plan.doubt.unwrap().contains("virtio_pci"));
     }
 
     #[test]

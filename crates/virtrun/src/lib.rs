@@ -25,6 +25,7 @@ pub mod outcome;
 pub mod port;
 pub mod qemu;
 pub mod run;
+pub mod scratch;
 pub mod supervisor;
 pub mod trace;
 pub mod unpack;

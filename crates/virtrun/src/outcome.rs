@@ -50,6 +50,11 @@ pub fn decide(report: &Report, doubt: Option<&str>) -> Outcome {
             )),
         };
     }
+    if let Some(e) = &report.protocol_error {
+        return Outcome::fail(format!(
+            "guest broke the protocol: {e}; the run was stopped"
+        ));
+    }
     if report.oom {
         return Outcome::fail("guest ran out of memory".into());
     }
@@ -69,6 +74,12 @@ pub fn decide(report: &Report, doubt: Option<&str>) -> Outcome {
                 .signaled
                 .map(|sig| format!("binary killed by signal {} ({sig})", signal_name(sig))),
         };
+    }
+    if let Some(err) = report.host_errors.first() {
+        return Outcome::fail(format!("output file from the guest: {err}"));
+    }
+    if let Some(fatal) = &report.fatal {
+        return Outcome::fail(format!("guest init failed: {fatal}"));
     }
     let qemu_failed = report.qemu_status.is_some_and(|s| !s.success());
     let qemu_said = report
@@ -233,6 +244,41 @@ mod tests {
             decide(&r, None).message.unwrap(),
             "guest init failed: exec /main: No such file or directory"
         );
+    }
+
+    #[test]
+    fn the_inits_last_words_end_a_run_without_exit_code() {
+        let r = Report {
+            qemu_status: Some(ExitStatus::from_raw(0)),
+            fatal: Some("no virtio console: virtio_pci is not loaded".into()),
+            ..Report::default()
+        };
+        assert_eq!(
+            decide(&r, Some("virtio_pci may be missing")),
+            Outcome::fail("guest init failed: no virtio console: virtio_pci is not loaded".into())
+        );
+    }
+
+    #[test]
+    fn a_file_that_broke_the_channel_is_named_without_exit_code() {
+        let r = Report {
+            qemu_status: Some(ExitStatus::from_raw(0)),
+            host_errors: vec!["/o/cover.out: got 3 of 1099511627776 bytes".into()],
+            ..Report::default()
+        };
+        assert_eq!(
+            decide(&r, None).message.unwrap(),
+            "output file from the guest: /o/cover.out: got 3 of 1099511627776 bytes"
+        );
+    }
+
+    #[test]
+    fn a_protocol_breach_wins_over_the_exit_code() {
+        let mut r = exited(0);
+        r.protocol_error = Some("an event line is too long".into());
+        let o = decide(&r, None);
+        assert_eq!(o.code, 255);
+        assert!(o.message.unwrap().starts_with("guest broke the protocol: "));
     }
 
     #[test]

@@ -15,8 +15,9 @@ use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::BufWriter;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
-use virtrun_protocol::GuestConfig;
+use virtrun_protocol::{GuestConfig, Layout, LoaderConfig, STANDALONE_PORTS};
 
 /// The default init for each architecture, built (and LZ4-compressed) by
 /// `scripts/build-guest-init`.
@@ -130,6 +131,26 @@ fn guest_env(flags: &[OsString], cwd: &Path, outputs: &mut Vec<gotest::Output>) 
         .collect()
 }
 
+/// File name of the archive that `-keepInitramfs` keeps.
+const KEPT_ARCHIVE: &str = "initramfs.cpio";
+
+/// The file the archive is written to. Unnamed (never linked: QEMU reads it
+/// through an inherited fd), so nothing of it is left however virtrun ends,
+/// and no other user can open it. With `keep_in`, the directory of
+/// `-keepInitramfs` (private to the user), a named file only the user can
+/// read.
+fn archive_file(keep_in: Option<&Path>) -> std::io::Result<File> {
+    match keep_in {
+        None => crate::scratch::unnamed(),
+        Some(dir) => std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(dir.join(KEPT_ARCHIVE)),
+    }
+}
+
 /// Runs `config` and returns virtrun's outcome. Host-side failures are errors
 /// (exit 255); everything the guest did is in the outcome.
 pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
@@ -142,13 +163,7 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
             elf::machine_name(info.machine)
         );
     };
-    trace.log(|| "binary inspected".into());
-    let init = if config.standalone {
-        None
-    } else {
-        Some(guest_init(arch)?)
-    };
-    trace.log(|| format!("binary is {}", arch.name()));
+    trace.log(|| format!("binary inspected: {}", arch.name()));
     let kernel =
         Kernel::inspect(&config.kernel, config.modules_dir.as_deref()).context("-kernel")?;
     if let Some(kernel_arch) = kernel.arch
@@ -177,11 +192,6 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
     let libs = resolver.resolve(&elves)?;
     trace.log(|| format!("resolved {} libraries", libs.libs.len()));
 
-    let dir = tempfile::Builder::new()
-        .prefix("virtrun-")
-        .tempdir()
-        .context("creating temporary directory")?;
-    let archive = dir.path().join("initramfs.cpio");
     let cwd = std::env::current_dir().context("current directory")?;
     let gotest = if config.no_go_test_flag_rewrite {
         gotest::Rewrite {
@@ -197,7 +207,7 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
         config,
         arch,
         use_kvm(config, arch),
-        archive.clone(),
+        supervisor::archive_path(),
         &gotest.args,
         if config.standalone {
             gotest.outputs.len()
@@ -240,35 +250,76 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
             .collect(),
         verbose: config.verbose,
     };
-    let (modules, doubt) = kernel.plan_modules(inv.transport, &config.add_modules)?;
+    let modules = kernel.plan_modules(inv.transport, &config.add_modules)?;
     trace.log(|| {
         let tree = kernel
             .modules
             .as_ref()
             .map(|t| t.root.display().to_string());
         format!(
-            "kernel release {:?}, module tree {:?}, modules to load: {:?}",
-            kernel.release, tree, modules
+            "kernel release {:?}, module tree {:?}, modules to load: {:?} then {:?}",
+            kernel.release, tree, modules.transport, modules.user
         )
     });
-    let modules = modules
-        .iter()
-        .map(|m| kernel.guest_module(m))
-        .collect::<Result<Vec<_>, _>>()?;
+    let guest_modules = |files: &[std::path::PathBuf]| {
+        files
+            .iter()
+            .map(|m| kernel.guest_module(m))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    // A standalone init on a virtio transport gets the loader in front of
+    // it, which loads the transport's drivers (inits written for the
+    // original load none) and fails at once when one is missing.
+    let loader = config.standalone && inv.layout() == Layout::Virtio;
+    let (lib_modules, transport_modules) = if loader {
+        (
+            guest_modules(&modules.user)?,
+            guest_modules(&modules.transport)?,
+        )
+    } else {
+        (
+            guest_modules(&[modules.transport.as_slice(), &modules.user].concat())?,
+            Vec::new(),
+        )
+    };
     let plan = Plan::new(&Input {
-        init,
+        init: if config.standalone && !loader {
+            None
+        } else {
+            Some(guest_init(arch)?)
+        },
         config: (!config.standalone).then(|| guest_config.encode()),
+        loader: loader.then(|| {
+            LoaderConfig {
+                ports: STANDALONE_PORTS + inv.file_ports,
+                verbose: config.verbose,
+            }
+            .encode()
+        }),
         main: &config.binary,
         files: &config.add_files,
-        modules: &modules,
+        modules: &lib_modules,
+        transport_modules: &transport_modules,
         libs: &libs,
     })?;
-    let file = File::create(&archive).context("creating initramfs")?;
-    plan.write(BufWriter::with_capacity(256 * 1024, file))?
+    let keep_dir = if config.keep_initramfs {
+        Some(
+            tempfile::Builder::new()
+                .prefix("virtrun-")
+                .permissions(std::fs::Permissions::from_mode(0o700))
+                .tempdir()
+                .context("creating temporary directory")?,
+        )
+    } else {
+        None
+    };
+    let archive =
+        archive_file(keep_dir.as_ref().map(|d| d.path())).context("creating the initramfs")?;
+    plan.write(BufWriter::with_capacity(256 * 1024, &archive))?
         .into_inner()
         .map_err(|e| e.into_error())
         .context("writing initramfs")?;
-    trace.log(|| format!("initramfs written: {}", archive.display()));
+    trace.log(|| "initramfs written".into());
 
     // A signal while packing: nothing runs yet, just clean up.
     if let Some(sig) = signals.pending().next() {
@@ -277,23 +328,37 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
             message: Some(format!("interrupted by {}", outcome::signal_name(sig))),
         });
     }
-    let mut report = supervisor::run(&inv, &outputs, config.timeout, &mut signals, trace)?;
+    let mut report = supervisor::run(
+        &inv,
+        &archive,
+        &outputs,
+        config.timeout,
+        &mut signals,
+        trace,
+    )?;
     if let Some(why) = &report.kvm_failure {
         eprintln!("virtrun: warning: KVM is not usable here ({why}); using emulation");
         if let Some(marker) = kvm_known_broken() {
             let _ = std::fs::write(marker, why);
         }
         inv.kvm = false;
-        report = supervisor::run(&inv, &outputs, config.timeout, &mut signals, trace)?;
+        report = supervisor::run(
+            &inv,
+            &archive,
+            &outputs,
+            config.timeout,
+            &mut signals,
+            trace,
+        )?;
     }
-    if config.keep_initramfs {
+    if let Some(dir) = keep_dir {
         let kept = dir.keep();
         eprintln!(
             "virtrun: initramfs kept at {}",
-            kept.join("initramfs.cpio").display()
+            kept.join(KEPT_ARCHIVE).display()
         );
     }
-    Ok(outcome::decide(&report, doubt.as_deref()))
+    Ok(outcome::decide(&report, modules.doubt.as_deref()))
 }
 
 #[cfg(test)]

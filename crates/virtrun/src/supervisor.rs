@@ -28,7 +28,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 use virtrun_protocol::{
-    Event, Frame, INIT_LOG_PREFIX, MAX_STDIN_FRAME, Role, STDIN_WINDOW, standalone_exit_code,
+    Event, Frame, INIT_FATAL_PREFIX, INIT_LOG_PREFIX, MAX_EVENT_LINE, MAX_STDIN_FRAME, Role,
+    STDIN_WINDOW, standalone_exit_code,
 };
 
 /// What the guest said and did, collected from all channels.
@@ -42,7 +43,7 @@ pub struct Report {
     pub oom: bool,
     /// The kernel's panic line.
     pub panic: Option<String>,
-    /// Errors the init reported.
+    /// Errors the init reported (the first [`MAX_ERRORS`]).
     pub init_errors: Vec<String>,
     /// How QEMU ended; None if it could not be waited for.
     pub qemu_status: Option<ExitStatus>,
@@ -56,12 +57,37 @@ pub struct Report {
     pub interrupted: Option<i32>,
     /// The guest showed a sign of life (a kernel log line or an event).
     pub alive: bool,
-    /// Files the guest sent that could not be written on the host.
+    /// Files the guest sent that could not be written on the host (the
+    /// first [`MAX_ERRORS`]).
     pub host_errors: Vec<String>,
+    /// The init's last words before it powered off without an exit code
+    /// ([`virtrun_protocol::INIT_FATAL_PREFIX`] on the kernel log).
+    pub fatal: Option<String>,
+    /// The guest broke the protocol (an event line without end); the run
+    /// was stopped.
+    pub protocol_error: Option<String>,
     /// KVM was used and failed before the guest showed a sign of life: the
     /// run should be repeated under emulation.
     pub kvm_failure: Option<String>,
 }
+
+/// Most errors of one kind a report keeps: a guest that floods errors
+/// cannot make virtrun's memory grow, and the first one is what is shown.
+pub const MAX_ERRORS: usize = 16;
+
+/// Adds `error` to `errors` unless it holds [`MAX_ERRORS`] already.
+fn keep_error(errors: &mut Vec<String>, error: String) {
+    if errors.len() < MAX_ERRORS {
+        errors.push(error);
+    }
+}
+
+/// Most bytes of QEMU's stderr kept for the report.
+const MAX_QEMU_STDERR: usize = 64 * 1024;
+
+/// Longest kernel log line handled as one: a longer one (a binary that
+/// writes to the console without a newline) is handled in pieces.
+const MAX_LOG_LINE: usize = 64 * 1024;
 
 /// Why QEMU could not be run at all.
 #[derive(Debug, thiserror::Error)]
@@ -89,8 +115,17 @@ struct Flow {
 
 type Shared = Arc<(Mutex<Flow>, Condvar)>;
 
+/// The fd QEMU reads the initramfs from (`-initrd /dev/fd/3`): the archive
+/// is an unnamed file that only virtrun and QEMU hold.
+const ARCHIVE_FD: i32 = 3;
+
 /// First fd QEMU sees its channel ends at.
-const FIRST_CHANNEL_FD: i32 = 3;
+const FIRST_CHANNEL_FD: i32 = ARCHIVE_FD + 1;
+
+/// The path QEMU opens the initramfs at: the archive handed to [`run`].
+pub fn archive_path() -> std::path::PathBuf {
+    format!("/dev/fd/{ARCHIVE_FD}").into()
+}
 
 /// Signals virtrun passes on to the binary. Register them with
 /// [`catch_signals`] before anything that must be cleaned up exists.
@@ -125,6 +160,7 @@ const TICK: Duration = Duration::from_millis(20);
 /// before the guest can take it, stops QEMU at once.
 pub fn run(
     inv: &Invocation,
+    archive: &std::fs::File,
     outputs: &[Output],
     timeout: Option<Duration>,
     signals: &mut Signals,
@@ -136,7 +172,7 @@ pub fn run(
     let mut qemu_ends: Vec<OwnedFd> = Vec::new();
     for &channel in &channels {
         if inv.file_backed(channel) {
-            let file = tempfile::tempfile().map_err(SuperviseError::Channels)?;
+            let file = crate::scratch::unnamed().map_err(SuperviseError::Channels)?;
             qemu_ends.push(file.try_clone().map_err(SuperviseError::Channels)?.into());
             host_ends.push(HostEnd::File {
                 file,
@@ -168,7 +204,9 @@ pub fn run(
         // Its own process group: a terminal's Ctrl-C reaches virtrun only,
         // which forwards it to the binary instead of QEMU dying of it.
         .process_group(0);
-    let raw: Vec<i32> = qemu_ends.iter().map(AsRawFd::as_raw_fd).collect();
+    let raw: Vec<i32> = std::iter::once(archive.as_raw_fd())
+        .chain(qemu_ends.iter().map(AsRawFd::as_raw_fd))
+        .collect();
     // SAFETY: the closure only calls fcntl(2), dup2(2) and prctl(2), which
     // are async-signal-safe, and touches no memory but the captured Vec,
     // which is read-only here.
@@ -199,15 +237,23 @@ pub fn run(
         let report = Arc::clone(&report);
         thread::spawn(move || {
             let mut text = String::new();
-            for line in BufReader::new(s).lines().map_while(Result::ok) {
+            let mut reader = BufReader::new(s);
+            let mut raw = Vec::new();
+            while read_line_capped(&mut reader, &mut raw, MAX_LOG_LINE)
+                .is_ok_and(|end| end != LineEnd::Eof)
+            {
+                let line = String::from_utf8_lossy(&raw);
+                let line = line.trim_end_matches(['\n', '\r']).to_string();
                 let lower = line.to_lowercase();
                 if KVM_ERRORS.iter().any(|e| lower.contains(e)) {
                     lock(&report)
                         .kvm_failure
                         .get_or_insert_with(|| line.clone());
                 }
-                text.push_str(&line);
-                text.push('\n');
+                if text.len() < MAX_QEMU_STDERR {
+                    text.push_str(&line);
+                    text.push('\n');
+                }
             }
             text
         })
@@ -271,7 +317,7 @@ pub fn run(
                     .map(|o| o.host.clone());
                 thread::spawn(move || {
                     if let Err(e) = copy_port_to_file(PortReader::new(stream), host.as_deref()) {
-                        lock(&report).host_errors.push(e);
+                        keep_error(&mut lock(&report).host_errors, e);
                     }
                 })
             }
@@ -311,6 +357,9 @@ pub fn run(
                 lock(&report).interrupted = Some(sig);
                 kill_qemu();
             }
+        }
+        if lock(&report).protocol_error.is_some() {
+            kill_qemu();
         }
         if let Some(limit) = timeout
             && start.elapsed() >= limit
@@ -353,10 +402,10 @@ pub fn run(
     Ok(report)
 }
 
-/// In the child before exec: puts `fds[i]` at `FIRST_CHANNEL_FD + i`, without
+/// In the child before exec: puts `fds[i]` at `ARCHIVE_FD + i`, without
 /// close-on-exec. Two steps, so that no source is overwritten before it moved.
 fn place_fds(fds: &[i32]) -> io::Result<()> {
-    let above = FIRST_CHANNEL_FD + fds.len() as i32;
+    let above = ARCHIVE_FD + fds.len() as i32;
     let mut moved = Vec::with_capacity(fds.len());
     for &fd in fds {
         // SAFETY: fcntl(2) on an fd we own; async-signal-safe.
@@ -369,7 +418,7 @@ fn place_fds(fds: &[i32]) -> io::Result<()> {
     for (i, tmp) in moved.into_iter().enumerate() {
         // SAFETY: dup2(2) onto a fixed number; async-signal-safe. The new fd
         // does not have close-on-exec.
-        if unsafe { libc::dup2(tmp, FIRST_CHANNEL_FD + i as i32) } < 0 {
+        if unsafe { libc::dup2(tmp, ARCHIVE_FD + i as i32) } < 0 {
             return Err(io::Error::last_os_error());
         }
     }
@@ -393,17 +442,22 @@ fn read_log(stream: HostEnd, verbose: bool, has_marker: bool, report: &Mutex<Rep
     let mut line = Vec::new();
     let mut in_panic = false;
     let stderr = io::stderr();
-    loop {
-        line.clear();
-        match reader.read_until(b'\n', &mut line) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
+    while read_line_capped(&mut reader, &mut line, MAX_LOG_LINE)
+        .is_ok_and(|end| end != LineEnd::Eof)
+    {
         lock(report).alive = true;
         let text = String::from_utf8_lossy(&line);
         let text = text.trim_end_matches(['\n', '\r']);
         if has_marker && let Some(code) = standalone_exit_code(text.as_bytes()) {
             lock(report).exit_code = Some(code);
+            continue;
+        }
+        if let Some(pos) = text.find(INIT_FATAL_PREFIX) {
+            let why = &text[pos + INIT_FATAL_PREFIX.len()..];
+            lock(report).fatal.get_or_insert_with(|| why.to_string());
+            if verbose {
+                let _ = writeln!(stderr.lock(), "{text}");
+            }
             continue;
         }
         if let Some(pos) = text.find(PANIC) {
@@ -438,13 +492,20 @@ fn read_control(stream: UnixStream, ctx: &ControlContext) {
         trace,
     } = ctx;
     let mut expected = None;
+    // Reads wake up now and then, so that a file transfer can notice a stall.
+    let _ = stream.set_read_timeout(Some(CONTROL_POLL));
     let mut reader = BufReader::new(stream);
     let mut line = Vec::new();
     loop {
-        line.clear();
-        match reader.read_until(b'\n', &mut line) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
+        match read_line_capped(&mut reader, &mut line, MAX_EVENT_LINE) {
+            Ok(LineEnd::Eof) | Err(_) => break,
+            Ok(LineEnd::Full) => {
+                lock(report).protocol_error = Some(format!(
+                    "an event line on the control channel is longer than {MAX_EVENT_LINE} bytes"
+                ));
+                return;
+            }
+            Ok(LineEnd::Line) => {}
         }
         let Some(event) = Event::parse(line.strip_suffix(b"\n").unwrap_or(&line)) else {
             continue;
@@ -480,7 +541,7 @@ fn read_control(stream: UnixStream, ctx: &ControlContext) {
             }
             Event::Signaled(sig) => lock(report).signaled = Some(sig),
             Event::OutOfMemory => lock(report).oom = true,
-            Event::Error(msg) => lock(report).init_errors.push(msg),
+            Event::Error(msg) => keep_error(&mut lock(report).init_errors, msg),
             Event::Streams { stdout, stderr } => expected = Some([stdout, stderr]),
             Event::ExitCode(code) => {
                 lock(report).exit_code = Some(code);
@@ -492,20 +553,25 @@ fn read_control(stream: UnixStream, ctx: &ControlContext) {
                 trace.log(|| "exit code received; waiting for QEMU to end".into());
             }
             Event::File { id, len, name } => {
-                let target = outputs
-                    .get(id as usize)
-                    .and_then(|o| match (o.dir, name.as_str()) {
-                        (false, "") => Some(o.host.clone()),
-                        // A plain name: nothing from the guest may point elsewhere.
-                        (true, n) if !n.is_empty() && !n.contains('/') && n != ".." && n != "." => {
-                            Some(o.host.join(n))
-                        }
-                        _ => None,
-                    });
-                if let Err(e) = receive_file(&mut reader, len, target.as_deref()) {
-                    let shown =
-                        target.map_or_else(|| format!("output {id}"), |t| t.display().to_string());
-                    lock(report).host_errors.push(format!("{shown}: {e}"));
+                let target = output_target(outputs, id, &name);
+                let shown = match &target {
+                    Ok(t) => t.path().display().to_string(),
+                    Err(_) => format!("output {id}"),
+                };
+                // The announced bytes are read either way, to keep the
+                // channel in step.
+                let received = match target {
+                    Ok(t) => receive_file(&mut reader, len, Some(&t), FILE_STALL),
+                    Err(refused) => receive_file(&mut reader, len, None, FILE_STALL)
+                        .and(Err(io::Error::other(refused))),
+                };
+                match received {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                        lock(report).protocol_error = Some(format!("{shown}: {e}"));
+                        return;
+                    }
+                    Err(e) => keep_error(&mut lock(report).host_errors, format!("{shown}: {e}")),
                 }
             }
         }
@@ -579,32 +645,139 @@ fn wait_for_streams(received: &[AtomicU64; 2], expected: [u64; 2], trace: &Trace
     }
 }
 
-/// Writes the next `len` bytes of the control channel to `target` (created
-/// only now that the guest sent it, so a file the guest never wrote is left
-/// alone); without a target they are read and dropped.
-fn receive_file(reader: &mut impl Read, len: u64, target: Option<&Path>) -> io::Result<()> {
-    let mut body = reader.take(len);
-    let Some(target) = target else {
-        io::copy(&mut body, &mut io::sink())?;
-        return Ok(());
-    };
-    let written = (|| {
-        if let Some(dir) = target.parent() {
+/// Where a file the guest sends is written on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    /// A path the user named (a go test flag): used as named, as go test
+    /// would, symlinks and all.
+    Named(std::path::PathBuf),
+    /// A file the guest named in an output directory the user named.
+    InDir(std::path::PathBuf),
+}
+
+impl Target {
+    fn path(&self) -> &Path {
+        match self {
+            Target::Named(p) | Target::InDir(p) => p,
+        }
+    }
+
+    /// Creates the file, only now that the guest sent it (a file the guest
+    /// never wrote is left alone). A file the guest named replaces the
+    /// directory entry: whatever was there, a symlink or a hard link to a
+    /// file elsewhere, is unlinked, never written through.
+    fn create(&self) -> io::Result<std::fs::File> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.path();
+        if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let mut file = std::fs::File::create(target)?;
-        io::copy(&mut body, &mut file)
-    })();
-    // Keep the channel in step whatever happened to the file.
-    io::copy(&mut body, &mut io::sink())?;
-    match written {
-        Ok(n) if n == len => Ok(()),
-        Ok(n) => Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            format!("got {n} of {len} bytes"),
-        )),
-        Err(e) => Err(e),
+        match self {
+            Target::Named(path) => std::fs::File::create(path),
+            Target::InDir(path) => {
+                match std::fs::remove_file(path) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(path)
+            }
+        }
     }
+}
+
+/// The host file for output `id` with the name the guest gave: a file
+/// output takes no name, a directory output a plain one that stays inside
+/// it. Anything else is refused: the guest chooses no path on the host.
+fn output_target(outputs: &[Output], id: u32, name: &str) -> Result<Target, String> {
+    let output = outputs
+        .get(id as usize)
+        .ok_or_else(|| "the guest sent an output that was not asked for".to_string())?;
+    let plain = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', '\0'])
+        && name.len() <= 255;
+    match (output.dir, name) {
+        (false, "") => Ok(Target::Named(output.host.clone())),
+        (true, _) if plain => Ok(Target::InDir(output.host.join(name))),
+        _ => Err(format!("refused the file name {name:?} the guest chose")),
+    }
+}
+
+/// How often a read of the control channel gives up waiting, so that a
+/// file that stopped arriving is noticed.
+const CONTROL_POLL: Duration = Duration::from_millis(500);
+
+/// How long a file from the guest may stop arriving before the run counts
+/// as broken: a guest that announced more than it sends has put the
+/// channel out of step, and nothing after it can be read as events.
+const FILE_STALL: Duration = Duration::from_secs(10);
+
+/// Whether a read failed only because nothing arrived in time.
+fn timed_out(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
+/// Writes the next `len` bytes of the control channel to `target`; without
+/// a target they are read and dropped. The bytes are streamed: nothing is
+/// allocated for the size the guest announced, and a write that fails on
+/// the host still reads the rest, to keep the channel in step. Ends with
+/// [`io::ErrorKind::TimedOut`] when nothing arrived for `stall`.
+fn receive_file(
+    reader: &mut impl Read,
+    len: u64,
+    target: Option<&Target>,
+    stall: Duration,
+) -> io::Result<()> {
+    let mut write_error = None;
+    let mut file = match target.map(Target::create).transpose() {
+        Ok(file) => file,
+        Err(e) => {
+            write_error = Some(e);
+            None
+        }
+    };
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut got = 0u64;
+    let mut last = Instant::now();
+    while got < len {
+        let want = usize::try_from(len - got).map_or(buf.len(), |left| left.min(buf.len()));
+        match reader.read(&mut buf[..want]) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("got {got} of {len} bytes"),
+                ));
+            }
+            Ok(n) => {
+                got += n as u64;
+                last = Instant::now();
+                if let Some(f) = &mut file
+                    && let Err(e) = f.write_all(&buf[..n])
+                {
+                    write_error = Some(e);
+                    file = None;
+                }
+            }
+            Err(e) if timed_out(&e) => {
+                if last.elapsed() >= stall {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("stopped arriving after {got} of {len} bytes"),
+                    ));
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    write_error.map_or(Ok(()), Err)
 }
 
 /// Copies a standalone port to its host file, created (truncated) only once
@@ -711,4 +884,164 @@ fn copy_out(from: impl Read, mut to: Option<std::fs::File>, received: &AtomicU64
             to = None;
         }
     });
+}
+
+/// How [`read_line_capped`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LineEnd {
+    /// Nothing more: the stream ended.
+    Eof,
+    /// A line up to its newline (or to the stream's end).
+    Line,
+    /// The limit was reached before a newline.
+    Full,
+}
+
+/// Reads into `line` (cleared first) up to and including the next newline,
+/// but never more than `max` bytes: a line without end cannot make the
+/// buffer grow without bound.
+fn read_line_capped(
+    reader: &mut impl BufRead,
+    line: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<LineEnd> {
+    line.clear();
+    loop {
+        let available = match reader.fill_buf() {
+            Ok(b) => b,
+            Err(e) if timed_out(&e) => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            return Ok(if line.is_empty() {
+                LineEnd::Eof
+            } else {
+                LineEnd::Line
+            });
+        }
+        let room = &available[..available.len().min(max - line.len())];
+        if let Some(i) = room.iter().position(|&b| b == b'\n') {
+            line.extend_from_slice(&room[..=i]);
+            reader.consume(i + 1);
+            return Ok(LineEnd::Line);
+        }
+        let n = room.len();
+        line.extend_from_slice(room);
+        reader.consume(n);
+        if line.len() >= max {
+            return Ok(LineEnd::Full);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(input: &[u8], max: usize) -> Vec<(Vec<u8>, LineEnd)> {
+        let mut reader = BufReader::with_capacity(3, input);
+        let mut line = Vec::new();
+        let mut out = Vec::new();
+        loop {
+            let end = read_line_capped(&mut reader, &mut line, max).unwrap();
+            if end == LineEnd::Eof {
+                return out;
+            }
+            out.push((line.clone(), end));
+        }
+    }
+
+    #[test]
+    fn lines_are_capped() {
+        assert_eq!(
+            lines(b"ab\ncdefgh\nij", 4),
+            vec![
+                (b"ab\n".to_vec(), LineEnd::Line),
+                (b"cdef".to_vec(), LineEnd::Full),
+                (b"gh\n".to_vec(), LineEnd::Line),
+                (b"ij".to_vec(), LineEnd::Line),
+            ]
+        );
+        assert_eq!(lines(b"", 4), vec![]);
+        assert_eq!(lines(b"abc\n", 4), vec![(b"abc\n".to_vec(), LineEnd::Line)]);
+    }
+
+    fn outputs() -> Vec<Output> {
+        vec![
+            Output {
+                guest: "/tmp/virtrun-out/0".into(),
+                host: "/home/u/cover.out".into(),
+                dir: false,
+            },
+            Output {
+                guest: "/tmp/virtrun-out/covdata".into(),
+                host: "/home/u/covdata".into(),
+                dir: true,
+            },
+        ]
+    }
+
+    #[test]
+    fn the_guest_names_no_host_path() {
+        let o = outputs();
+        assert_eq!(
+            output_target(&o, 0, ""),
+            Ok(Target::Named("/home/u/cover.out".into()))
+        );
+        assert_eq!(
+            output_target(&o, 1, "covcounters.1"),
+            Ok(Target::InDir("/home/u/covdata/covcounters.1".into()))
+        );
+        for bad in ["", ".", "..", "../x", "/etc/passwd", "a/b", "a\0b"] {
+            assert!(output_target(&o, 1, bad).is_err(), "{bad:?}");
+        }
+        assert!(output_target(&o, 0, "x").is_err());
+        assert!(output_target(&o, 2, "").is_err());
+        assert!(output_target(&o, 1, &"x".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn a_planted_symlink_is_replaced_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        let out = dir.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        std::os::unix::fs::symlink(&victim, out.join("covcounters")).unwrap();
+        std::fs::hard_link(&victim, out.join("hardlink")).unwrap();
+        for name in ["covcounters", "hardlink"] {
+            let target = Target::InDir(out.join(name));
+            receive_file(&mut &b"guest data"[..], 10, Some(&target), FILE_STALL).unwrap();
+            assert_eq!(std::fs::read(out.join(name)).unwrap(), b"guest data");
+        }
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert!(!out.join("covcounters").is_symlink());
+    }
+
+    #[test]
+    fn a_short_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = Target::Named(dir.path().join("f"));
+        let err = receive_file(&mut &b"abc"[..], 1 << 40, Some(&target), FILE_STALL).unwrap_err();
+        assert!(
+            err.to_string().contains("got 3 of 1099511627776 bytes"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_file_that_stops_arriving_is_an_error() {
+        let (mut host, mut guest) = UnixStream::pair().unwrap();
+        host.set_read_timeout(Some(Duration::from_millis(10)))
+            .unwrap();
+        guest.write_all(b"abc").unwrap();
+        let start = Instant::now();
+        let err = receive_file(&mut host, 1 << 40, None, Duration::from_millis(100)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(
+            err.to_string().contains("after 3 of 1099511627776 bytes"),
+            "{err}"
+        );
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
 }

@@ -40,11 +40,20 @@ pub fn pvh_image(bzimage: &Path, cache: &Path) -> io::Result<Option<PathBuf>> {
         std::fs::write(&not_pvh, b"")?;
         return Ok(None);
     };
-    // Write under a private name and rename: runs in parallel never see a
-    // partial file.
-    let mut tmp = tempfile::NamedTempFile::new_in(cache)?;
-    tmp.write_all(&vmlinux)?;
-    tmp.persist(&cached).map_err(|e| e.error)?;
+    // Written without a name and linked when complete: runs in parallel never
+    // see a partial file, and a run killed meanwhile leaves nothing.
+    match crate::scratch::tmpfile_in(cache) {
+        Ok(mut tmp) => {
+            tmp.write_all(&vmlinux)?;
+            crate::scratch::link(&tmp, &cached)?;
+        }
+        Err(e) if crate::scratch::unsupported(&e) => {
+            let mut tmp = tempfile::NamedTempFile::new_in(cache)?;
+            tmp.write_all(&vmlinux)?;
+            tmp.persist(&cached).map_err(|e| e.error)?;
+        }
+        Err(e) => return Err(e),
+    }
     Ok(Some(cached))
 }
 

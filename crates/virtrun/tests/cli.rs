@@ -264,3 +264,40 @@ fn modular_virtio_without_module_tree_fails_before_boot() {
         ],
     );
 }
+
+/// A kernel whose configuration says it has no virtio at all (a copy with
+/// its `config-*` edited): one line before booting, naming the option.
+#[test]
+fn kernel_without_virtio_fails_before_boot() {
+    let real = kernel().canonicalize().unwrap();
+    let name = real.file_name().unwrap().to_str().unwrap().to_string();
+    let release = name.strip_prefix("vmlinuz-").unwrap().to_string();
+    let dir = empty_tmpdir();
+    let image = dir.path().join(&name);
+    std::fs::copy(&real, &image).unwrap();
+    let config = std::fs::read_to_string(real.with_file_name(format!("config-{release}"))).unwrap();
+    let edited: String = config
+        .lines()
+        .filter(|l| !l.starts_with("CONFIG_VIRTIO"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(dir.path().join(format!("config-{release}")), edited).unwrap();
+    let started = std::time::Instant::now();
+    let out = fails(vec![
+        "-nokvm".into(),
+        "-kernel".into(),
+        image.into(),
+        "/usr/bin/env".into(),
+    ]);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let line = out.assert_one_line();
+    assert_line_contains(
+        &line,
+        &[
+            "has no virtio",
+            "CONFIG_VIRTIO",
+            "is not set",
+            "-transport isa",
+        ],
+    );
+}

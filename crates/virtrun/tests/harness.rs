@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{copy_tree, kernel, payload, virtrun};
+use common::{copy_tree, kernel, kernel_of, payload, virtrun};
 use std::ffi::OsStr;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -447,6 +447,47 @@ fn go_test_exec_standalone_with_profiles() {
     run(m.go(["tool", "cover", "-func"]).arg(&isa_cover))
         .assert_success()
         .assert_stdout_contains("suite.go:5:\tKind\t\t100.0%");
+}
+
+/// The same init built for arm64 (`GOARCH=arm64`) on Debian's arm64 kernel,
+/// whose virtio drivers are modules, over virtio-mmio and over PCI. The init
+/// loads no module, as inits built on the original's `sysinit` do: virtrun's
+/// loader loads the drivers before it, so it finds its `hvc` ports, all its
+/// tests pass and the cover profile arrives complete.
+#[test]
+fn go_test_exec_standalone_on_arm64_over_mmio_and_pci() {
+    let m = GoModule::of("goinit");
+    let k = kernel_of("arm64");
+    let runs: Vec<_> = ["mmio", "pci"]
+        .into_iter()
+        .map(|transport| {
+            let cover = m.out(&format!("arm64-{transport}.out"));
+            let mut cmd = m.go(["test", "-count=1", "-v", "-exec"]);
+            cmd.arg(format!(
+                "{} -standalone -nokvm -timeout 3m -kernel {} -transport {transport}",
+                virtrun_bin(),
+                k.display()
+            ))
+            .arg("-coverprofile")
+            .arg(&cover)
+            .arg("./suite")
+            .env("GOARCH", "arm64");
+            (cover, thread::spawn(move || run(&mut cmd)))
+        })
+        .collect();
+    for (cover, ran) in runs {
+        ran.join()
+            .unwrap()
+            .assert_success()
+            .assert_stdout_contains("--- PASS: TestKind")
+            .assert_stdout_contains("--- PASS: TestInGuest")
+            .assert_stdout_contains("ports: map[1:/dev/hvc1 2:/dev/hvc2]")
+            .assert_stdout_contains("ok  \texample.com/goinit/suite")
+            .assert_stdout_contains("coverage: 100.0% of statements");
+        run(m.go(["tool", "cover", "-func"]).arg(&cover))
+            .assert_success()
+            .assert_stdout_contains("suite.go:5:\tKind\t\t100.0%");
+    }
 }
 
 // --- many output files ----------------------------------------------------------

@@ -213,6 +213,9 @@ pub struct Output {
     pub stderr: Vec<u8>,
     /// How long the run took.
     pub elapsed: Duration,
+    /// virtrun's peak resident memory, in KiB, as last sampled while it ran
+    /// (every 20 ms).
+    pub max_rss_kb: i64,
 }
 
 impl Output {
@@ -471,7 +474,9 @@ impl Virtrun {
             err_pipe.read_to_end(&mut b).map(|_| b)
         });
 
+        let mut max_rss_kb = 0;
         let status = loop {
+            max_rss_kb = max_rss_kb.max(peak_rss_kb(child.id()));
             if let Some(status) = child.try_wait().unwrap() {
                 break status;
             }
@@ -499,8 +504,24 @@ impl Virtrun {
             stdout,
             stderr,
             elapsed,
+            max_rss_kb,
         }
     }
+}
+
+/// The peak resident memory of process `pid` so far (`VmHWM`), in KiB; 0
+/// once it is gone. Sampled while a run goes on: the rusage of a reaped
+/// virtrun would count QEMU, which it reaped, too.
+fn peak_rss_kb(pid: u32) -> i64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 fn join_bounded(
