@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use virtrun::cpio::read_archive;
+use virtrun::pack::cpio::read_archive;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(entries) = read_archive(data) {

@@ -4,29 +4,23 @@
 //!
 //! ```text
 //! argv + VIRTRUN_ARGS + .virtrun-args
-//!   → config      (flag parsing, merging, validation)
-//!   → elf, libs   (architecture, interpreter, shared libraries)
-//!   → initramfs   (the plan: what goes where; then the newc archive)
-//!   → qemu        (argv and kernel command line)
-//!   → supervisor  (spawn, pump streams, collect events)
-//!   → outcome     (exit code and message)
+//!   → config   (flag parsing, merging, validation)
+//!   → target   (the binary: architecture, interpreter, libraries;
+//!               the kernel: release, config, module tree)
+//!   → pack     (the plan: what goes where; then the newc archive)
+//!   → vm       (QEMU's argv; spawn, pump streams, collect events)
+//!   → outcome  (exit code and message)
 //! ```
+//!
+//! [`run`] is one run, start to end: it calls the stages in this order.
 
 #![deny(missing_docs)]
 
 pub mod config;
-pub mod cpio;
-pub mod elf;
-pub mod gotest;
-pub mod initramfs;
-pub mod kernel;
-pub mod libs;
 pub mod outcome;
-pub mod port;
-pub mod qemu;
+pub mod pack;
 pub mod run;
 pub mod scratch;
-pub mod supervisor;
+pub mod target;
 pub mod trace;
-pub mod unpack;
-pub mod vmlinux;
+pub mod vm;

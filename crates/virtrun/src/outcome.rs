@@ -1,7 +1,7 @@
 //! Turns what happened into virtrun's exit code and its one-line message
 //! (SPEC §3, the exit code table). Pure: a [`Report`] in, an [`Outcome`] out.
 
-use crate::supervisor::Report;
+use crate::vm::supervisor::Report;
 
 /// Exit code of every failure that is not the binary's own.
 pub const FAILURE: u8 = 255;

@@ -1,22 +1,23 @@
 //! One run, start to end: inspect, plan, pack, boot, supervise, decide.
 
 use crate::config::Config;
-use crate::elf::{self, Arch};
-use crate::gotest;
-use crate::initramfs::{Input, Plan};
-use crate::kernel::Kernel;
-use crate::libs::Resolver;
 use crate::outcome::{self, Outcome};
-use crate::qemu::Invocation;
-use crate::supervisor;
+use crate::pack::gotest;
+use crate::pack::initramfs::{Input, Plan};
+use crate::target::elf::{self, Arch};
+use crate::target::kernel::{Kernel, ModulePlan};
+use crate::target::libs::{Resolved, Resolver};
 use crate::trace::Trace;
+use crate::vm::qemu::Invocation;
+use crate::vm::supervisor::{self, Report};
 use anyhow::{Context, Result, bail};
+use signal_hook::iterator::Signals;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::BufWriter;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use virtrun_protocol::{GuestConfig, Layout, LoaderConfig, STANDALONE_PORTS};
 
 /// The default init for each architecture, built (and LZ4-compressed) by
@@ -27,7 +28,7 @@ fn guest_init(arch: Arch) -> Result<Vec<u8>> {
         Arch::Arm64 => include_bytes!("../../../guest/init-aarch64.lz4"),
         Arch::Riscv64 => include_bytes!("../../../guest/init-riscv64.lz4"),
     };
-    crate::unpack::decompress(packed)
+    crate::target::unpack::decompress(packed)
         .map_err(|e| anyhow::anyhow!("unpacking the built-in init: {e}"))
 }
 
@@ -155,6 +156,48 @@ fn archive_file(keep_in: Option<&Path>) -> std::io::Result<File> {
 /// (exit 255); everything the guest did is in the outcome.
 pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
     let mut signals = supervisor::catch_signals().context("catching signals")?;
+    let (arch, kernel) = inspect(config, trace)?;
+    let libs = resolve_libs(config, arch, trace)?;
+    let cwd = std::env::current_dir().context("current directory")?;
+    let gotest = rewrite_go_test_flags(config, &cwd);
+    let mut inv = invocation(config, arch, &gotest, trace)?;
+    let mut outputs = gotest.outputs;
+    let guest_config = guest_config(config, &inv, &gotest.args, &cwd, &mut outputs, trace);
+    let modules = kernel.plan_modules(inv.transport, &config.add_modules)?;
+    trace.log(|| {
+        let tree = kernel
+            .modules
+            .as_ref()
+            .map(|t| t.root.display().to_string());
+        format!(
+            "kernel release {:?}, module tree {:?}, modules to load: {:?} then {:?}",
+            kernel.release, tree, modules.transport, modules.user
+        )
+    });
+    let plan = plan_archive(config, arch, &kernel, &inv, &modules, &guest_config, &libs)?;
+    let (archive, keep_dir) = write_archive(config, &plan)?;
+    trace.log(|| "initramfs written".into());
+
+    // A signal while packing: nothing runs yet, just clean up.
+    if let Some(sig) = signals.pending().next() {
+        return Ok(Outcome {
+            code: 128 + sig as u8,
+            message: Some(format!("interrupted by {}", outcome::signal_name(sig))),
+        });
+    }
+    let report = boot(&mut inv, &archive, &outputs, config, &mut signals, trace)?;
+    if let Some(dir) = keep_dir {
+        let kept = dir.keep();
+        eprintln!(
+            "virtrun: initramfs kept at {}",
+            kept.join(KEPT_ARCHIVE).display()
+        );
+    }
+    Ok(outcome::decide(&report, modules.doubt.as_deref()))
+}
+
+/// The binary's architecture and the kernel, which must match.
+fn inspect(config: &Config, trace: &Trace) -> Result<(Arch, Kernel)> {
     let info = elf::inspect(&config.binary).context("binary")?;
     let Some(arch) = info.arch else {
         bail!(
@@ -178,7 +221,12 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
             arch.elf_name()
         );
     }
+    Ok((arch, kernel))
+}
 
+/// The shared libraries of the binary and the added files, from the host,
+/// `-sysroot` or, for a foreign architecture, Debian's cross sysroot.
+fn resolve_libs(config: &Config, arch: Arch, trace: &Trace) -> Result<Resolved> {
     let mut elves = vec![config.binary.as_path()];
     elves.extend(config.add_files.iter().map(|p| p.as_path()));
     let resolver = match &config.sysroot {
@@ -191,18 +239,31 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
     };
     let libs = resolver.resolve(&elves)?;
     trace.log(|| format!("resolved {} libraries", libs.libs.len()));
+    Ok(libs)
+}
 
-    let cwd = std::env::current_dir().context("current directory")?;
-    let gotest = if config.no_go_test_flag_rewrite {
+/// The binary's arguments with go test's file flags pointed into the guest.
+fn rewrite_go_test_flags(config: &Config, cwd: &Path) -> gotest::Rewrite {
+    if config.no_go_test_flag_rewrite {
         gotest::Rewrite {
             args: config.args.clone(),
             outputs: Vec::new(),
         }
     } else if config.standalone {
-        gotest::rewrite(&config.args, &cwd, gotest::Target::Ports)
+        gotest::rewrite(&config.args, cwd, gotest::Target::Ports)
     } else {
-        gotest::rewrite(&config.args, &cwd, gotest::Target::Files)
-    };
+        gotest::rewrite(&config.args, cwd, gotest::Target::Files)
+    }
+}
+
+/// The QEMU invocation; for amd64 it boots the cached PVH `vmlinux` when the
+/// kernel has one.
+fn invocation(
+    config: &Config,
+    arch: Arch,
+    gotest: &gotest::Rewrite,
+    trace: &Trace,
+) -> Result<Invocation> {
     let mut inv = Invocation::new(
         config,
         arch,
@@ -218,7 +279,7 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
     if arch == Arch::Amd64
         && let Some(cache) = cache_dir()
     {
-        match crate::vmlinux::pvh_image(&config.kernel, &cache) {
+        match crate::target::vmlinux::pvh_image(&config.kernel, &cache) {
             Ok(Some(vmlinux)) => {
                 trace.log(|| format!("booting the PVH vmlinux {}", vmlinux.display()));
                 inv.kernel = vmlinux;
@@ -227,49 +288,62 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
             Err(e) => trace.log(|| format!("no PVH vmlinux ({e}): booting the kernel as it is")),
         }
     }
-    let mut outputs = gotest.outputs;
+    Ok(inv)
+}
+
+/// What the default init is told; adds the environment's output files
+/// (`LLVM_PROFILE_FILE`) to `outputs`.
+fn guest_config(
+    config: &Config,
+    inv: &Invocation,
+    args: &[OsString],
+    cwd: &Path,
+    outputs: &mut Vec<gotest::Output>,
+    trace: &Trace,
+) -> GuestConfig {
     // A standalone init has no configuration file to take an environment
     // from, and its outputs are the ports.
     let env = if config.standalone {
         Vec::new()
     } else {
-        guest_env(&config.env, &cwd, &mut outputs)
+        guest_env(&config.env, cwd, outputs)
     };
     trace.log(|| format!("guest environment {env:?}, files to bring back {outputs:?}"));
-    let guest_config = GuestConfig {
+    GuestConfig {
         layout: inv.layout(),
         argv0: config
             .binary
             .file_name()
             .map_or_else(Vec::new, |n| n.as_bytes().to_vec()),
-        args: gotest.args.iter().map(|a| a.as_bytes().to_vec()).collect(),
+        args: args.iter().map(|a| a.as_bytes().to_vec()).collect(),
         env,
         outputs: outputs
             .iter()
             .map(|o| o.guest.as_os_str().as_bytes().to_vec())
             .collect(),
         verbose: config.verbose,
-    };
-    let modules = kernel.plan_modules(inv.transport, &config.add_modules)?;
-    trace.log(|| {
-        let tree = kernel
-            .modules
-            .as_ref()
-            .map(|t| t.root.display().to_string());
-        format!(
-            "kernel release {:?}, module tree {:?}, modules to load: {:?} then {:?}",
-            kernel.release, tree, modules.transport, modules.user
-        )
-    });
-    let guest_modules = |files: &[std::path::PathBuf]| {
+    }
+}
+
+/// What goes into the archive. A standalone init on a virtio transport gets
+/// the loader in front of it, which loads the transport's drivers (inits
+/// written for the original load none) and fails at once when one is
+/// missing.
+fn plan_archive(
+    config: &Config,
+    arch: Arch,
+    kernel: &Kernel,
+    inv: &Invocation,
+    modules: &ModulePlan,
+    guest_config: &GuestConfig,
+    libs: &Resolved,
+) -> Result<Plan> {
+    let guest_modules = |files: &[PathBuf]| {
         files
             .iter()
             .map(|m| kernel.guest_module(m))
             .collect::<Result<Vec<_>, _>>()
     };
-    // A standalone init on a virtio transport gets the loader in front of
-    // it, which loads the transport's drivers (inits written for the
-    // original load none) and fails at once when one is missing.
     let loader = config.standalone && inv.layout() == Layout::Virtio;
     let (lib_modules, transport_modules) = if loader {
         (
@@ -282,7 +356,7 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
             Vec::new(),
         )
     };
-    let plan = Plan::new(&Input {
+    Ok(Plan::new(&Input {
         init: if config.standalone && !loader {
             None
         } else {
@@ -300,8 +374,13 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
         files: &config.add_files,
         modules: &lib_modules,
         transport_modules: &transport_modules,
-        libs: &libs,
-    })?;
+        libs,
+    })?)
+}
+
+/// Writes the archive (see [`archive_file`]); with `-keepInitramfs` also
+/// returns the private directory that keeps it.
+fn write_archive(config: &Config, plan: &Plan) -> Result<(File, Option<tempfile::TempDir>)> {
     let keep_dir = if config.keep_initramfs {
         Some(
             tempfile::Builder::new()
@@ -319,46 +398,36 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
         .into_inner()
         .map_err(|e| e.into_error())
         .context("writing initramfs")?;
-    trace.log(|| "initramfs written".into());
+    Ok((archive, keep_dir))
+}
 
-    // A signal while packing: nothing runs yet, just clean up.
-    if let Some(sig) = signals.pending().next() {
-        return Ok(Outcome {
-            code: 128 + sig as u8,
-            message: Some(format!("interrupted by {}", outcome::signal_name(sig))),
-        });
+/// Runs the guest; when KVM turns out broken, says so once, remembers it
+/// and runs again under emulation.
+fn boot(
+    inv: &mut Invocation,
+    archive: &File,
+    outputs: &[gotest::Output],
+    config: &Config,
+    signals: &mut Signals,
+    trace: &Trace,
+) -> Result<Report> {
+    let report = supervisor::run(inv, archive, outputs, config.timeout, signals, trace)?;
+    let Some(why) = &report.kvm_failure else {
+        return Ok(report);
+    };
+    eprintln!("virtrun: warning: KVM is not usable here ({why}); using emulation");
+    if let Some(marker) = kvm_known_broken() {
+        let _ = std::fs::write(marker, why);
     }
-    let mut report = supervisor::run(
-        &inv,
-        &archive,
-        &outputs,
+    inv.kvm = false;
+    Ok(supervisor::run(
+        inv,
+        archive,
+        outputs,
         config.timeout,
-        &mut signals,
+        signals,
         trace,
-    )?;
-    if let Some(why) = &report.kvm_failure {
-        eprintln!("virtrun: warning: KVM is not usable here ({why}); using emulation");
-        if let Some(marker) = kvm_known_broken() {
-            let _ = std::fs::write(marker, why);
-        }
-        inv.kvm = false;
-        report = supervisor::run(
-            &inv,
-            &archive,
-            &outputs,
-            config.timeout,
-            &mut signals,
-            trace,
-        )?;
-    }
-    if let Some(dir) = keep_dir {
-        let kept = dir.keep();
-        eprintln!(
-            "virtrun: initramfs kept at {}",
-            kept.join(KEPT_ARCHIVE).display()
-        );
-    }
-    Ok(outcome::decide(&report, modules.doubt.as_deref()))
+    )?)
 }
 
 #[cfg(test)]

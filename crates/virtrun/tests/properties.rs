@@ -12,10 +12,10 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use virtrun::config::{ConfigError, ModuleRef, Parsed, Sources, parse};
-use virtrun::cpio::{ReadEntry, Writer, mode, read_archive};
-use virtrun::elf::inspect;
-use virtrun::kernel::{KernelError, ModuleTree};
-use virtrun::port::Untty;
+use virtrun::pack::cpio::{ReadEntry, Writer, mode, read_archive};
+use virtrun::target::elf::inspect;
+use virtrun::target::kernel::{KernelError, ModuleTree};
+use virtrun::vm::port::Untty;
 use virtrun_protocol::RAW_PORT_PREAMBLE;
 
 fn config(cases: u32) -> ProptestConfig {

@@ -6,8 +6,8 @@
 //! every host directory a library came from as a symlink to `/lib`, so that
 //! the interpreter path and RUNPATHs resolve inside the guest.
 
-use crate::cpio;
-use crate::libs::Resolved;
+use crate::pack::cpio;
+use crate::target::libs::Resolved;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Write};
@@ -335,7 +335,7 @@ fn host_file(path: &Path, perm: Option<u32>) -> Node {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::libs::Lib;
+    use crate::target::libs::Lib;
 
     fn resolved() -> Resolved {
         Resolved {

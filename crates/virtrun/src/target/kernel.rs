@@ -7,8 +7,8 @@
 //! `modules.dep` is absent.
 
 use crate::config::Transport;
-use crate::elf::Arch;
-use crate::initramfs::{Content, Module};
+use crate::pack::initramfs::{Content, Module};
+use crate::target::elf::Arch;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read};
@@ -443,7 +443,7 @@ pub fn read_module(path: &Path) -> Result<Vec<u8>, KernelError> {
     if Compression::of(path).is_none() {
         return Ok(raw);
     }
-    crate::unpack::decompress(&raw)
+    crate::target::unpack::decompress(&raw)
         .map_err(|e| KernelError::BadModule(path.to_path_buf(), format!("decompressing: {e}")))
 }
 

@@ -9,10 +9,10 @@
 //! those write to an unlinked temporary file QEMU inherits (`file` chardev on
 //! `/dev/fd/N`), which never blocks, and which virtrun reads as it grows.
 
-use crate::gotest::{FIRST_FILE_PORT, Output};
-use crate::port::PortReader;
-use crate::qemu::{Channel, Invocation};
+use crate::pack::gotest::{FIRST_FILE_PORT, Output};
 use crate::trace::Trace;
+use crate::vm::port::PortReader;
+use crate::vm::qemu::{Channel, Invocation};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use std::ffi::OsString;
@@ -21,7 +21,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
@@ -166,17 +166,71 @@ pub fn run(
     signals: &mut Signals,
     trace: &Trace,
 ) -> Result<Report, SuperviseError> {
-    let channels = inv.channels();
     let qemu_gone = Arc::new(AtomicBool::new(false));
+    let channels = inv.channels();
+    let (host_ends, qemu_ends) = open_channels(inv, &channels, &qemu_gone)?;
+    let mut child = spawn_qemu(inv, archive, qemu_ends, channels.len(), trace)?;
+    let state = State::default();
+    let qemu_stderr = child
+        .stderr
+        .take()
+        .map(|s| read_qemu_stderr(s, Arc::clone(&state.report)));
+    let (readers, control) = start_readers(inv, &channels, host_ends, outputs, &state, trace)?;
+    let watch = Watch {
+        kvm: inv.kvm,
+        timeout,
+        control,
+        state: &state,
+        trace,
+    };
+    let status = watch.until_exit(child, signals);
+    trace.log(|| format!("QEMU exited: {status:?}"));
+    qemu_gone.store(true, Ordering::SeqCst);
+    for r in readers {
+        let _ = r.join();
+    }
+    {
+        let (lock, cv) = &*state.flow;
+        lock.lock().unwrap_or_else(|p| p.into_inner()).done = true;
+        cv.notify_all();
+    }
+    let qemu_stderr = qemu_stderr.and_then(|h| h.join().ok()).unwrap_or_default();
+    let mut report = lock(&state.report).clone();
+    report.qemu_status = status;
+    // A KVM failure only counts before the guest showed life; afterwards the
+    // run is the guest's own.
+    if !inv.kvm || report.alive || report.interrupted.is_some() || report.timed_out.is_some() {
+        report.kvm_failure = None;
+    }
+    report.qemu_stderr = qemu_stderr;
+    Ok(report)
+}
+
+/// What the supervisor's threads share.
+#[derive(Default)]
+struct State {
+    flow: Shared,
+    received: Received,
+    report: Arc<Mutex<Report>>,
+}
+
+/// The host's end of each channel and the end QEMU inherits: a socket
+/// pair, or for a file-backed channel an unnamed file that the host reads
+/// as it grows until `qemu_gone`.
+fn open_channels(
+    inv: &Invocation,
+    channels: &[Channel],
+    qemu_gone: &Arc<AtomicBool>,
+) -> Result<(Vec<HostEnd>, Vec<OwnedFd>), SuperviseError> {
     let mut host_ends = Vec::new();
     let mut qemu_ends: Vec<OwnedFd> = Vec::new();
-    for &channel in &channels {
+    for &channel in channels {
         if inv.file_backed(channel) {
             let file = crate::scratch::unnamed().map_err(SuperviseError::Channels)?;
             qemu_ends.push(file.try_clone().map_err(SuperviseError::Channels)?.into());
             host_ends.push(HostEnd::File {
                 file,
-                qemu_gone: Arc::clone(&qemu_gone),
+                qemu_gone: Arc::clone(qemu_gone),
             });
         } else {
             let (host, qemu) = UnixStream::pair().map_err(SuperviseError::Channels)?;
@@ -184,9 +238,20 @@ pub fn run(
             qemu_ends.push(qemu.into());
         }
     }
-    let fds: Vec<i32> = (0..channels.len() as i32)
-        .map(|i| FIRST_CHANNEL_FD + i)
-        .collect();
+    Ok((host_ends, qemu_ends))
+}
+
+/// Starts QEMU with the archive at [`ARCHIVE_FD`] and the channels' ends
+/// from [`FIRST_CHANNEL_FD`] on, in its own process group, dying with
+/// virtrun.
+fn spawn_qemu(
+    inv: &Invocation,
+    archive: &std::fs::File,
+    qemu_ends: Vec<OwnedFd>,
+    channels: usize,
+    trace: &Trace,
+) -> Result<Child, SuperviseError> {
+    let fds: Vec<i32> = (0..channels as i32).map(|i| FIRST_CHANNEL_FD + i).collect();
     let args = inv.args(&fds);
     trace.log(|| {
         let line: Vec<String> = std::iter::once(inv.qemu_bin.as_os_str().to_os_string())
@@ -195,7 +260,6 @@ pub fn run(
             .collect();
         format!("QEMU command line: {}", line.join(" "))
     });
-
     let mut cmd = Command::new(&inv.qemu_bin);
     cmd.args(&args)
         .stdin(Stdio::null())
@@ -220,50 +284,61 @@ pub fn run(
             Ok(())
         });
     }
-    let mut child = cmd.spawn().map_err(|reason| SuperviseError::Spawn {
+    let child = cmd.spawn().map_err(|reason| SuperviseError::Spawn {
         bin: inv.qemu_bin.display().to_string(),
         reason,
     })?;
     drop(qemu_ends);
     trace.log(|| "QEMU started".into());
+    Ok(child)
+}
 
-    let start = Instant::now();
-    let flow: Shared = Arc::default();
-    let received: Received = Arc::default();
-    let mut control: Option<Arc<Mutex<UnixStream>>> = None;
-    let report = Arc::new(Mutex::new(Report::default()));
-    let mut readers: Vec<JoinHandle<()>> = Vec::new();
-    let qemu_stderr = child.stderr.take().map(|s| {
-        let report = Arc::clone(&report);
-        thread::spawn(move || {
-            let mut text = String::new();
-            let mut reader = BufReader::new(s);
-            let mut raw = Vec::new();
-            while read_line_capped(&mut reader, &mut raw, MAX_LOG_LINE)
-                .is_ok_and(|end| end != LineEnd::Eof)
-            {
-                let line = String::from_utf8_lossy(&raw);
-                let line = line.trim_end_matches(['\n', '\r']).to_string();
-                let lower = line.to_lowercase();
-                if KVM_ERRORS.iter().any(|e| lower.contains(e)) {
-                    lock(&report)
-                        .kvm_failure
-                        .get_or_insert_with(|| line.clone());
-                }
-                if text.len() < MAX_QEMU_STDERR {
-                    text.push_str(&line);
-                    text.push('\n');
-                }
+/// Reads QEMU's stderr: kept (up to [`MAX_QEMU_STDERR`]) for the report,
+/// and watched for signs that KVM cannot run the guest.
+fn read_qemu_stderr(stderr: ChildStderr, report: Arc<Mutex<Report>>) -> JoinHandle<String> {
+    thread::spawn(move || {
+        let mut text = String::new();
+        let mut reader = BufReader::new(stderr);
+        let mut raw = Vec::new();
+        while read_line_capped(&mut reader, &mut raw, MAX_LOG_LINE)
+            .is_ok_and(|end| end != LineEnd::Eof)
+        {
+            let line = String::from_utf8_lossy(&raw);
+            let line = line.trim_end_matches(['\n', '\r']).to_string();
+            let lower = line.to_lowercase();
+            if KVM_ERRORS.iter().any(|e| lower.contains(e)) {
+                lock(&report)
+                    .kvm_failure
+                    .get_or_insert_with(|| line.clone());
             }
-            text
-        })
-    });
+            if text.len() < MAX_QEMU_STDERR {
+                text.push_str(&line);
+                text.push('\n');
+            }
+        }
+        text
+    })
+}
 
+/// The writer of the control channel, shared by the stdin pump and signal
+/// forwarding.
+type ControlWriter = Arc<Mutex<UnixStream>>;
+
+/// Starts a thread per channel that reads (and for the control channel
+/// also writes) it; returns them and the control channel's writer.
+fn start_readers(
+    inv: &Invocation,
+    channels: &[Channel],
+    host_ends: Vec<HostEnd>,
+    outputs: &[Output],
+    state: &State,
+    trace: &Trace,
+) -> Result<(Vec<JoinHandle<()>>, Option<ControlWriter>), SuperviseError> {
+    let mut readers = Vec::new();
+    let mut control = None;
     for (channel, stream) in channels.iter().zip(host_ends) {
-        let report = Arc::clone(&report);
-        let flow = Arc::clone(&flow);
+        let report = Arc::clone(&state.report);
         let verbose = inv.verbose;
-        let trace = trace.clone();
         let handle = match *channel {
             Channel::Role(Role::Log) => {
                 thread::spawn(move || read_log(stream, verbose, false, &report))
@@ -277,28 +352,26 @@ pub fn run(
                         "the control channel must be a socket",
                     )));
                 };
-                let outputs = outputs.to_vec();
-                let received = Arc::clone(&received);
                 let writer = Arc::new(Mutex::new(
                     stream.try_clone().map_err(SuperviseError::Channels)?,
                 ));
                 control = Some(Arc::clone(&writer));
-                let flow_in = Arc::clone(&flow);
+                let flow_in = Arc::clone(&state.flow);
                 let writer_in = Arc::clone(&writer);
                 thread::spawn(move || pump_stdin(&writer_in, &flow_in));
                 let ctx = ControlContext {
-                    flow,
+                    flow: Arc::clone(&state.flow),
                     report,
-                    outputs,
-                    received,
+                    outputs: outputs.to_vec(),
+                    received: Arc::clone(&state.received),
                     writer,
-                    trace,
+                    trace: trace.clone(),
                 };
                 thread::spawn(move || read_control(stream, &ctx))
             }
             Channel::Role(Role::Stdout) | Channel::Port(1) => {
                 let to = output(io::stdout().as_fd());
-                let count = Arc::clone(&received);
+                let count = Arc::clone(&state.received);
                 let from: Box<dyn Read + Send> = match channel {
                     Channel::Port(_) => Box::new(PortReader::new(stream)),
                     _ => Box::new(stream),
@@ -307,7 +380,7 @@ pub fn run(
             }
             Channel::Role(Role::Stderr) => {
                 let to = output(io::stderr().as_fd());
-                let count = Arc::clone(&received);
+                let count = Arc::clone(&state.received);
                 thread::spawn(move || copy_out(stream, to, &count[1]))
             }
             Channel::Port(n) => {
@@ -324,82 +397,93 @@ pub fn run(
         };
         readers.push(handle);
     }
+    Ok((readers, control))
+}
 
-    let pid = child.id() as libc::pid_t;
-    let (exited_tx, exited) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = exited_tx.send(child.wait().ok());
-    });
-    // SAFETY: kill(2) on QEMU, which we have not reaped yet; no memory involved.
-    let kill_qemu = || unsafe {
-        libc::kill(pid, libc::SIGKILL);
-    };
-    let mut forwarded = false;
-    let status = loop {
-        match exited.recv_timeout(TICK) {
-            Ok(status) => break status,
-            Err(mpsc::RecvTimeoutError::Disconnected) => break None,
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-        }
-        for sig in signals.pending() {
-            let ready = flow.0.lock().unwrap_or_else(|p| p.into_inner()).ready;
-            let sent = match &control {
-                Some(c) if ready && !forwarded => {
-                    let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
-                    c.write_all(&Frame::Signal(sig as u8).encode()).is_ok()
+/// What the supervisor watches while QEMU runs.
+struct Watch<'a> {
+    kvm: bool,
+    timeout: Option<Duration>,
+    control: Option<ControlWriter>,
+    state: &'a State,
+    trace: &'a Trace,
+}
+
+impl Watch<'_> {
+    /// Waits for QEMU to end, meanwhile forwarding signals, enforcing the
+    /// deadline, stopping a guest that broke the protocol and a KVM guest
+    /// that shows no life.
+    fn until_exit(&self, mut child: Child, signals: &mut Signals) -> Option<ExitStatus> {
+        let pid = child.id() as libc::pid_t;
+        let (exited_tx, exited) = mpsc::channel();
+        thread::spawn(move || {
+            let _ = exited_tx.send(child.wait().ok());
+        });
+        // SAFETY: kill(2) on QEMU, which we have not reaped yet; no memory involved.
+        let kill_qemu = || unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        };
+        let start = Instant::now();
+        let report = &self.state.report;
+        let mut forwarded = false;
+        loop {
+            match exited.recv_timeout(TICK) {
+                Ok(status) => return status,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return None,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            for sig in signals.pending() {
+                let sent = !forwarded && self.forward(sig);
+                self.trace
+                    .log(|| format!("got signal {sig}, forwarded to the binary: {sent}"));
+                if sent {
+                    forwarded = true;
+                } else {
+                    lock(report).interrupted = Some(sig);
+                    kill_qemu();
                 }
-                _ => false,
-            };
-            trace.log(|| format!("got signal {sig}, forwarded to the binary: {sent}"));
-            if sent {
-                forwarded = true;
-            } else {
-                lock(&report).interrupted = Some(sig);
+            }
+            if lock(report).protocol_error.is_some() {
                 kill_qemu();
             }
-        }
-        if lock(&report).protocol_error.is_some() {
-            kill_qemu();
-        }
-        if let Some(limit) = timeout
-            && start.elapsed() >= limit
-            && lock(&report).timed_out.is_none()
-        {
-            lock(&report).timed_out = Some(limit);
-            kill_qemu();
-        }
-        if inv.kvm {
-            let mut r = lock(&report);
-            if !r.alive && r.kvm_failure.is_none() && start.elapsed() >= KVM_WATCHDOG {
-                r.kvm_failure = Some(format!(
-                    "no sign of life from the guest in {KVM_WATCHDOG:?}"
-                ));
-            }
-            if !r.alive && r.kvm_failure.is_some() {
+            if let Some(limit) = self.timeout
+                && start.elapsed() >= limit
+                && lock(report).timed_out.is_none()
+            {
+                lock(report).timed_out = Some(limit);
                 kill_qemu();
             }
+            if self.kvm {
+                let mut r = lock(report);
+                if !r.alive && r.kvm_failure.is_none() && start.elapsed() >= KVM_WATCHDOG {
+                    r.kvm_failure = Some(format!(
+                        "no sign of life from the guest in {KVM_WATCHDOG:?}"
+                    ));
+                }
+                if !r.alive && r.kvm_failure.is_some() {
+                    kill_qemu();
+                }
+            }
         }
-    };
-    trace.log(|| format!("QEMU exited: {status:?}"));
-    qemu_gone.store(true, Ordering::SeqCst);
-    for r in readers {
-        let _ = r.join();
     }
-    {
-        let (lock, cv) = &*flow;
-        lock.lock().unwrap_or_else(|p| p.into_inner()).done = true;
-        cv.notify_all();
+
+    /// Sends `sig` to the binary, if the guest is ready to take it.
+    fn forward(&self, sig: i32) -> bool {
+        let ready = self
+            .state
+            .flow
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .ready;
+        match &self.control {
+            Some(c) if ready => {
+                let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
+                c.write_all(&Frame::Signal(sig as u8).encode()).is_ok()
+            }
+            _ => false,
+        }
     }
-    let qemu_stderr = qemu_stderr.and_then(|h| h.join().ok()).unwrap_or_default();
-    let mut report = report.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    report.qemu_status = status;
-    // A KVM failure only counts before the guest showed life; afterwards the
-    // run is the guest's own.
-    if !inv.kvm || report.alive || report.interrupted.is_some() || report.timed_out.is_some() {
-        report.kvm_failure = None;
-    }
-    report.qemu_stderr = qemu_stderr;
-    Ok(report)
 }
 
 /// In the child before exec: puts `fds[i]` at `ARCHIVE_FD + i`, without

@@ -1,0 +1,192 @@
+//! The flags: their spelling, value placeholder and help, and the usage text
+//! in the style of Go's `flag` package.
+
+/// The flags, one per variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Flag {
+    AddFile,
+    AddModule,
+    Cpu,
+    Debug,
+    Env,
+    KeepInitramfs,
+    Kernel,
+    Machine,
+    Memory,
+    ModulesDir,
+    NoGoTestFlagRewrite,
+    NoKvm,
+    QemuBin,
+    Smp,
+    Standalone,
+    Sysroot,
+    Timeout,
+    Transport,
+    Verbose,
+    Version,
+}
+
+/// One flag's spelling and help.
+pub(super) struct FlagSpec {
+    pub(super) flag: Flag,
+    pub(super) name: &'static str,
+    /// Placeholder for the value in the usage text; `None` for booleans.
+    pub(super) value: Option<&'static str>,
+    pub(super) help: &'static str,
+}
+
+/// All flags, sorted by name as Go's usage lists them.
+pub(super) const FLAGS: &[FlagSpec] = &[
+    FlagSpec {
+        flag: Flag::AddFile,
+        name: "addFile",
+        value: Some("path"),
+        help: "file to add to guest's /data dir. Flag may be used more than once, takes \
+               comma-separated lists; an empty value clears the list.",
+    },
+    FlagSpec {
+        flag: Flag::AddModule,
+        name: "addModule",
+        value: Some("path|name"),
+        help: "kernel module to add to guest, loaded in the given order; a name (no path, \
+               no .ko) is found with its dependencies in the kernel's module tree. Flag may \
+               be used more than once, takes comma-separated lists; an empty value clears \
+               the list.",
+    },
+    FlagSpec {
+        flag: Flag::Cpu,
+        name: "cpu",
+        value: Some("name"),
+        help: "QEMU CPU type to use, empty omits -cpu (default depends on binary arch)",
+    },
+    FlagSpec {
+        flag: Flag::Debug,
+        name: "debug",
+        value: None,
+        help: "enable debug output",
+    },
+    FlagSpec {
+        flag: Flag::Env,
+        name: "env",
+        value: Some("KEY=VALUE"),
+        help: "environment variable for the binary; KEY alone passes the host's value. \
+               Repeatable; an empty value clears the list. RUST_BACKTRACE, RUST_LIB_BACKTRACE, \
+               RUST_LOG, RUST_TEST_THREADS, LLVM_PROFILE_FILE, GOTRACEBACK and GODEBUG are passed \
+               when set on the host. Not for a -standalone init, which sets its own",
+    },
+    FlagSpec {
+        flag: Flag::KeepInitramfs,
+        name: "keepInitramfs",
+        value: None,
+        help: "do not delete initramfs once qemu is done. Intended for debugging. \
+               The path to the file is printed on stderr",
+    },
+    FlagSpec {
+        flag: Flag::Kernel,
+        name: "kernel",
+        value: Some("path"),
+        help: "path to kernel to use (required)",
+    },
+    FlagSpec {
+        flag: Flag::Machine,
+        name: "machine",
+        value: Some("name"),
+        help: "QEMU machine type to use (default depends on binary arch)",
+    },
+    FlagSpec {
+        flag: Flag::Memory,
+        name: "memory",
+        value: Some("MB"),
+        help: "memory (in MB) for the QEMU VM, 128 to 16384 (default 256)",
+    },
+    FlagSpec {
+        flag: Flag::ModulesDir,
+        name: "modulesDir",
+        value: Some("dir"),
+        help: "the kernel's module tree (lib/modules/<release>), for virtio drivers and \
+               -addModule names (default: found next to the kernel or in /lib/modules)",
+    },
+    FlagSpec {
+        flag: Flag::NoGoTestFlagRewrite,
+        name: "noGoTestFlagRewrite",
+        value: None,
+        help: "disable automatic go test flag rewrite for file based output.",
+    },
+    FlagSpec {
+        flag: Flag::NoKvm,
+        name: "nokvm",
+        value: None,
+        help: "disable hardware support",
+    },
+    FlagSpec {
+        flag: Flag::QemuBin,
+        name: "qemuBin",
+        value: Some("path"),
+        help: "QEMU binary to use (default depends on binary arch)",
+    },
+    FlagSpec {
+        flag: Flag::Smp,
+        name: "smp",
+        value: Some("N"),
+        help: "number of CPUs for the QEMU VM, 1 to 16 (default 1)",
+    },
+    FlagSpec {
+        flag: Flag::Standalone,
+        name: "standalone",
+        value: None,
+        help: "run first given file as init itself. Use this if it has virtrun support built in.",
+    },
+    FlagSpec {
+        flag: Flag::Sysroot,
+        name: "sysroot",
+        value: Some("dir"),
+        help: "root of the target system whose shared libraries a foreign binary uses \
+               (default: /usr/<triple> when installed, e.g. /usr/aarch64-linux-gnu)",
+    },
+    FlagSpec {
+        flag: Flag::Timeout,
+        name: "timeout",
+        value: Some("duration"),
+        help: "stop the guest after this long (Go duration: 90s, 5m, 1h30m); exit 124 (default none)",
+    },
+    FlagSpec {
+        flag: Flag::Transport,
+        name: "transport",
+        value: Some("type"),
+        help: "io transport type: isa, pci, mmio (default depends on binary arch)",
+    },
+    FlagSpec {
+        flag: Flag::Verbose,
+        name: "verbose",
+        value: None,
+        help: "enable verbose guest system output",
+    },
+    FlagSpec {
+        flag: Flag::Version,
+        name: "version",
+        value: None,
+        help: "show version and exit",
+    },
+];
+
+/// Usage text in the style of Go's `flag` package, for stderr.
+pub fn usage() -> String {
+    let mut out = String::from("Usage: virtrun [flags...] binary [args...]\n");
+    for spec in FLAGS {
+        let mut line = format!("  -{}", spec.name);
+        if let Some(value) = spec.value {
+            line.push(' ');
+            line.push_str(value);
+        }
+        // Go keeps one-letter flags on the same line as their help.
+        if line.len() <= 4 {
+            line.push('\t');
+        } else {
+            line.push_str("\n    \t");
+        }
+        out.push_str(&line);
+        out.push_str(spec.help);
+        out.push('\n');
+    }
+    out
+}

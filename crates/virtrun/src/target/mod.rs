@@ -1,0 +1,10 @@
+//! What the inputs are: the binary (ELF: architecture, interpreter, shared
+//! libraries) and the kernel (image, release, configuration, module tree,
+//! the PVH `vmlinux` inside an x86 bzImage), with the decompressors they
+//! need.
+
+pub mod elf;
+pub mod kernel;
+pub mod libs;
+pub mod unpack;
+pub mod vmlinux;
