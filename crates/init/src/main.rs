@@ -11,9 +11,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::ffi::OsStringExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
@@ -28,6 +26,7 @@ use virtrun_sysinit::setup::{self, Setup};
 use virtrun_sysinit::{INIT_FAILED, fs, log, power};
 
 mod loader;
+mod share;
 
 /// How long to wait for the host to confirm it has all output. The host
 /// answers as soon as it read everything; only a host that stopped reading
@@ -83,15 +82,23 @@ fn run(init: u64) -> virtrun_sysinit::Result<()> {
     });
     // SAFETY: no thread has been started yet (the channels and pumps come
     // later).
-    unsafe { setup::set_envs(extra_env) };
-    prepare_outputs(&config.outputs);
+    unsafe {
+        // A -hostRoot binary gets the host's environment, nothing of ours.
+        if config.host_root {
+            setup::clear_env();
+        }
+        setup::set_envs(extra_env);
+    }
     // Modules first: they may provide the very drivers the channels need. A
     // failure is reported once the control channel is open.
     let setup = Setup::new().verbose(config.verbose).run();
     let channels = Channels::open(config.layout, channel::PORT_WAIT)?;
     step("channels open");
     let events = EventSender::new(clone(&channels.control)?);
-    let (code, done) = match setup.and_then(|()| run_main(&config, channels, &events, init)) {
+    let ready = setup
+        .and_then(|()| share::mount(&config))
+        .and_then(|()| enter_cwd(&config));
+    let (code, done) = match ready.and_then(|()| run_main(&config, channels, &events, init)) {
         Ok((code, done)) => (code, Some(done)),
         Err(e) => {
             let _ = events.send(&Event::Error(e.to_string()));
@@ -108,6 +115,18 @@ fn run(init: u64) -> virtrun_sysinit::Result<()> {
     {
         log::error("the host did not confirm the output; ending anyway");
     }
+    Ok(())
+}
+
+/// Moves to the binary's working directory (the spawn inherits it) and
+/// creates the directories of its output files there, in its root.
+fn enter_cwd(config: &GuestConfig) -> virtrun_sysinit::Result<()> {
+    if !config.cwd.is_empty() {
+        let cwd = Path::new(OsStr::from_bytes(&config.cwd));
+        std::env::set_current_dir(cwd)
+            .map_err(|e| virtrun_sysinit::Error::new(format!("chdir {}", cwd.display()), e))?;
+    }
+    prepare_outputs(&config.outputs);
     Ok(())
 }
 
@@ -138,44 +157,43 @@ fn run_main(
     let (done_tx, done_rx) = mpsc::channel();
     // Stdin is accepted before the binary exists, so the host can start
     // sending while the binary starts up.
-    let pid = Arc::new(AtomicU32::new(0));
+    let pid_slot = Arc::new(AtomicU32::new(0));
     forward_frames(
         FrameReader::new(control),
         stdin_w,
-        Arc::clone(&pid),
+        Arc::clone(&pid_slot),
         events.clone(),
         done_tx,
     );
     let _ = events.send(&Event::Ready);
 
-    let mut command = Command::new(MAIN_PATH);
-    command
-        .args(
+    let argv0 = if config.argv0.is_empty() {
+        std::ffi::OsString::from(MAIN_PATH)
+    } else {
+        std::ffi::OsString::from_vec(config.argv0.clone())
+    };
+    let argv: Vec<std::ffi::OsString> = std::iter::once(argv0)
+        .chain(
             config
                 .args
                 .iter()
                 .map(|a| std::ffi::OsString::from_vec(a.clone())),
         )
-        .arg0(if config.argv0.is_empty() {
-            std::ffi::OsString::from(MAIN_PATH)
-        } else {
-            std::ffi::OsString::from_vec(config.argv0.clone())
-        })
-        .stdin(stdin_r)
-        .stdout(out_w)
-        .stderr(err_w);
-    let child = command
-        .spawn()
-        .map_err(|e| virtrun_sysinit::Error::new(format!("exec {MAIN_PATH}"), e));
-    // The command holds our copies of the binary's pipe ends; the pumps see
-    // end-of-file only once they are gone.
-    drop(command);
-    let started = process::monotonic_us();
-    let pid = {
-        let child = child?;
-        pid.store(child.id(), Ordering::SeqCst);
-        child.id()
+        .collect();
+    let exec = if config.exec.is_empty() {
+        Path::new(MAIN_PATH)
+    } else {
+        Path::new(OsStr::from_bytes(&config.exec))
     };
+    // A session and process-group leader, as on any Linux system.
+    let spawned = process::spawn_session(exec, &argv, [&stdin_r, &out_w, &err_w]);
+    // Our copies of the binary's pipe ends: the pumps see end-of-file only
+    // once they are gone.
+    drop((stdin_r, out_w, err_w));
+    let started = process::monotonic_us();
+    let pid =
+        spawned.map_err(|e| virtrun_sysinit::Error::new(format!("exec {}", exec.display()), e))?;
+    pid_slot.store(pid, Ordering::SeqCst);
     let _ = events.send(&Event::Started);
 
     let exit = process::reap(pid).map_err(|e| virtrun_sysinit::Error::new("wait for /main", e))?;

@@ -82,6 +82,9 @@ pub const LOADER_CONFIG_PATH: &str = "/virtrun.loader";
 /// [`MODULES_DIR`], for the user's init to load, as with the original.
 pub const TRANSPORT_MODULES_DIR: &str = "/virtrun-modules";
 
+/// The guest's host name (also in its `/etc/hostname` and `/etc/hosts`).
+pub const GUEST_HOSTNAME: &str = "virtrun";
+
 /// The exact environment of the binary, in this order.
 pub const GUEST_ENV: [(&str, &str); 3] = [("HOME", "/"), ("TERM", "linux"), ("PATH", DATA_DIR)];
 
@@ -250,7 +253,29 @@ pub struct GuestConfig {
     pub outputs: Vec<Vec<u8>>,
     /// Whether the init should narrate what it does on the log.
     pub verbose: bool,
+    /// The guest's root is the host's ([`HOST_SHARE_TAG`]), read-only under
+    /// a tmpfs overlay, with the guest's own [`GUEST_OWN_DIRS`]; the
+    /// environment is [`GuestConfig::env`] alone.
+    pub host_root: bool,
+    /// Host directories (absolute) at the same path in the guest, writable
+    /// through to the host, from [`HOST_SHARE_TAG`].
+    pub shares: Vec<Vec<u8>>,
+    /// The binary's working directory; empty for `/`.
+    pub cwd: Vec<u8>,
+    /// Where the binary is run from; empty for [`MAIN_PATH`]. With
+    /// [`GuestConfig::bind_main`], [`MAIN_PATH`] is bound there first (a
+    /// binary at a host path the guest does not see).
+    pub exec: Vec<u8>,
+    /// See [`GuestConfig::exec`].
+    pub bind_main: bool,
 }
+
+/// The 9p mount tag of the host's root, exported whole (one device, however
+/// many directories are shared), for `-hostRoot` and `-share`.
+pub const HOST_SHARE_TAG: &str = "virtrun";
+
+/// Directories a `-hostRoot` guest has of its own, not the host's.
+pub const GUEST_OWN_DIRS: [&str; 5] = ["/proc", "/sys", "/dev", "/tmp", "/run"];
 
 /// A configuration that could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -277,6 +302,13 @@ impl GuestConfig {
         put(b"layout", self.layout.as_str().as_bytes());
         put(b"verbose", if self.verbose { b"1" } else { b"0" });
         put(b"argv0", &self.argv0);
+        put(b"host_root", if self.host_root { b"1" } else { b"0" });
+        put(b"bind_main", if self.bind_main { b"1" } else { b"0" });
+        put(b"cwd", &self.cwd);
+        put(b"exec", &self.exec);
+        for share in &self.shares {
+            put(b"share", share);
+        }
         for arg in &self.args {
             put(b"arg", arg);
         }
@@ -304,6 +336,11 @@ impl GuestConfig {
         let mut args = Vec::new();
         let mut env = Vec::new();
         let mut outputs = Vec::new();
+        let mut host_root = false;
+        let mut bind_main = false;
+        let mut shares = Vec::new();
+        let mut cwd = Vec::new();
+        let mut exec = Vec::new();
         for pair in fields.chunks(2) {
             let (k, v) = (pair[0], pair[1]);
             match k {
@@ -317,6 +354,11 @@ impl GuestConfig {
                 b"env" => env.push(v.to_vec()),
                 b"output" => outputs.push(v.to_vec()),
                 b"argv0" => argv0 = v.to_vec(),
+                b"host_root" => host_root = v == b"1",
+                b"bind_main" => bind_main = v == b"1",
+                b"share" => shares.push(v.to_vec()),
+                b"cwd" => cwd = v.to_vec(),
+                b"exec" => exec = v.to_vec(),
                 other => {
                     return Err(ConfigError(format!(
                         "unknown key {:?}",
@@ -332,6 +374,11 @@ impl GuestConfig {
             env,
             outputs,
             verbose,
+            host_root,
+            shares,
+            cwd,
+            exec,
+            bind_main,
         })
     }
 }
@@ -622,6 +669,11 @@ mod tests {
                 b"\n\xff".to_vec(),
             ],
             verbose: true,
+            host_root: true,
+            shares: vec![b"/home/u/src".to_vec(), b"/srv/a b".to_vec()],
+            cwd: b"/home/u/src/pkg".to_vec(),
+            exec: b"/tmp/go-build1/b001/pkg.test".to_vec(),
+            bind_main: true,
         };
         assert_eq!(GuestConfig::decode(&cfg.encode()).unwrap(), cfg);
     }

@@ -131,6 +131,11 @@ proptest! {
             argv0: args.first().cloned().unwrap_or_default(),
             env: args.iter().skip(1).cloned().collect(),
             outputs: args.iter().rev().cloned().collect(),
+            host_root: !verbose,
+            shares: args.iter().skip(2).cloned().collect(),
+            cwd: args.last().cloned().unwrap_or_default(),
+            exec: args.first().cloned().unwrap_or_default(),
+            bind_main: serial,
             args,
             verbose,
         };

@@ -31,10 +31,15 @@ pub const ESSENTIAL: [Mount; 3] = [
 ];
 
 /// Filesystems a test may want; a kernel without one of them only loses it.
-pub const OPTIONAL: [Mount; 11] = [
+pub const OPTIONAL: [Mount; 12] = [
     Mount {
         fstype: "devpts",
         target: "/dev/pts",
+    },
+    // POSIX shared memory and semaphores (`shm_open`, `sem_open`).
+    Mount {
+        fstype: "tmpfs",
+        target: "/dev/shm",
     },
     Mount {
         fstype: "mqueue",
@@ -98,6 +103,50 @@ impl Mount {
         };
         check(ret).map(drop).context(what)
     }
+}
+
+/// mount(2): mounts `source` of type `fstype` (`None` for a bind or a move)
+/// on `target` with `flags` and the filesystem's `data` options.
+pub fn mount(
+    source: &str,
+    target: &str,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> Result<()> {
+    let what = || match fstype {
+        Some(t) => format!("mount {t} {source} on {target}"),
+        None => format!("mount {source} on {target}"),
+    };
+    let c = |s: &str| cstr(s).context(what);
+    let (src, dst) = (c(source)?, c(target)?);
+    let fstype = fstype.map(c).transpose()?;
+    let data = data.map(c).transpose()?;
+    let ptr = |s: &Option<std::ffi::CString>| s.as_ref().map_or(std::ptr::null(), |s| s.as_ptr());
+    // SAFETY: every pointer is a valid NUL-terminated string (or null, which
+    // mount(2) allows for the type of a bind or move and for the data) for
+    // the call's duration.
+    let ret = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            dst.as_ptr(),
+            ptr(&fstype),
+            flags,
+            ptr(&data).cast(),
+        )
+    };
+    check(ret).map(drop).context(what)
+}
+
+/// Unmounts the filesystem mounted on `target`, at once or, with `lazy`,
+/// once it is no longer in use (what is mounted from it stays).
+pub fn unmount_lazy(target: &str) -> Result<()> {
+    let what = || format!("unmount {target}");
+    let path = cstr(target).context(what)?;
+    // SAFETY: a valid NUL-terminated path for the call's duration.
+    check(unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) })
+        .map(drop)
+        .context(what)
 }
 
 /// Unmounts the filesystem mounted on `target`.

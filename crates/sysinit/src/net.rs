@@ -34,3 +34,12 @@ pub fn set_up(name: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// Sets the host name (`uname -n`, `hostname`).
+pub fn set_hostname(name: &str) -> Result<()> {
+    // SAFETY: the pointer and length describe `name`'s bytes, which
+    // sethostname(2) only reads.
+    check(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) })
+        .map(drop)
+        .context(|| format!("set the host name {name}"))
+}

@@ -7,7 +7,7 @@ use crate::{Error, Result};
 use crate::{fs, kmod, log, net, stdio};
 use std::ffi::OsStr;
 use std::path::PathBuf;
-use virtrun_protocol::MODULES_DIR;
+use virtrun_protocol::{GUEST_HOSTNAME, MODULES_DIR};
 
 /// First step of every init: mounts the essential filesystems
 /// ([`fs::ESSENTIAL`]) and fills closed standard fds with `/dev/null`.
@@ -22,12 +22,14 @@ pub fn start() -> Result<()> {
 ///
 /// The defaults are what virtrun's own init does: all optional filesystems,
 /// the modules from [`MODULES_DIR`] (where virtrun packs `-addModule` files
-/// and the drivers the transport needs), `lo` up and the `/dev` links.
+/// and the drivers the transport needs), `lo` up, the host name
+/// [`GUEST_HOSTNAME`] and the `/dev` links.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Setup {
     optional_mounts: bool,
     modules_dir: Option<PathBuf>,
     interfaces: Vec<String>,
+    hostname: Option<String>,
     dev_links: bool,
     verbose: bool,
 }
@@ -45,6 +47,7 @@ impl Setup {
             optional_mounts: true,
             modules_dir: Some(PathBuf::from(MODULES_DIR)),
             interfaces: vec!["lo".to_string()],
+            hostname: Some(GUEST_HOSTNAME.to_string()),
             dev_links: true,
             verbose: false,
         }
@@ -79,6 +82,14 @@ impl Setup {
     /// Brings no interface up, not even `lo`.
     pub fn no_interfaces(mut self) -> Self {
         self.interfaces.clear();
+        self
+    }
+
+    /// Sets the host name to `name` instead of
+    /// [`virtrun_protocol::GUEST_HOSTNAME`]; `None` leaves the kernel's
+    /// (`(none)`).
+    pub fn hostname(mut self, name: Option<String>) -> Self {
+        self.hostname = name;
         self
     }
 
@@ -117,6 +128,10 @@ impl Setup {
         for name in &self.interfaces {
             net::set_up(name)?;
             step(&format!("{name} up"));
+        }
+        if let Some(name) = &self.hostname {
+            net::set_hostname(name)?;
+            step(&format!("host name {name}"));
         }
         if self.dev_links {
             fs::create_dev_links()?;

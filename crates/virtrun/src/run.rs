@@ -4,8 +4,9 @@ use crate::config::Config;
 use crate::outcome::{self, Outcome};
 use crate::pack::gotest;
 use crate::pack::initramfs::{Input, Plan};
+use crate::pack::share;
 use crate::target::elf::{self, Arch};
-use crate::target::kernel::{Kernel, ModulePlan};
+use crate::target::kernel::{Kernel, ModulePlan, needed_drivers};
 use crate::target::libs::{Resolved, Resolver};
 use crate::trace::Trace;
 use crate::vm::qemu::Invocation;
@@ -157,13 +158,29 @@ fn archive_file(keep_in: Option<&Path>) -> std::io::Result<File> {
 pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
     let mut signals = supervisor::catch_signals().context("catching signals")?;
     let (arch, kernel) = inspect(config, trace)?;
-    let libs = resolve_libs(config, arch, trace)?;
     let cwd = std::env::current_dir().context("current directory")?;
+    let shares = share::plan(config, &cwd)?;
+    trace.log(|| format!("host files: {shares:?}"));
+    // A -hostRoot binary finds its libraries on the host.
+    let libs = if config.host_root {
+        Resolved::default()
+    } else {
+        resolve_libs(config, arch, trace)?
+    };
     let gotest = rewrite_go_test_flags(config, &cwd);
     let mut inv = invocation(config, arch, &gotest, trace)?;
     let mut outputs = gotest.outputs;
-    let guest_config = guest_config(config, &inv, &gotest.args, &cwd, &mut outputs, trace);
-    let modules = kernel.plan_modules(inv.transport, &config.add_modules)?;
+    let guest_config = guest_config(
+        config,
+        &inv,
+        &gotest.args,
+        &cwd,
+        &shares,
+        &mut outputs,
+        trace,
+    );
+    let drivers = needed_drivers(inv.transport, inv.host_share, config.host_root);
+    let modules = kernel.plan_modules(&drivers, &config.add_modules)?;
     trace.log(|| {
         let tree = kernel
             .modules
@@ -175,6 +192,7 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
         )
     });
     let plan = plan_archive(config, arch, &kernel, &inv, &modules, &guest_config, &libs)?;
+
     let (archive, keep_dir) = write_archive(config, &plan)?;
     trace.log(|| "initramfs written".into());
 
@@ -298,17 +316,33 @@ fn guest_config(
     inv: &Invocation,
     args: &[OsString],
     cwd: &Path,
+    shares: &share::Plan,
     outputs: &mut Vec<gotest::Output>,
     trace: &Trace,
 ) -> GuestConfig {
     // A standalone init has no configuration file to take an environment
-    // from, and its outputs are the ports.
+    // from, and its outputs are the ports. A -hostRoot binary gets the
+    // host's environment, then what is set for every guest.
     let env = if config.standalone {
         Vec::new()
+    } else if config.host_root {
+        let mut env: Vec<Vec<u8>> = std::env::vars_os()
+            .map(|(k, v)| {
+                let mut kv = k.into_vec();
+                kv.push(b'=');
+                kv.extend(v.into_vec());
+                kv
+            })
+            .collect();
+        env.extend(guest_env(&config.env, cwd, outputs));
+        env
     } else {
         guest_env(&config.env, cwd, outputs)
     };
-    trace.log(|| format!("guest environment {env:?}, files to bring back {outputs:?}"));
+    trace.log(|| {
+        let env: Vec<_> = env.iter().map(|v| String::from_utf8_lossy(v)).collect();
+        format!("guest environment {env:?}, files to bring back {outputs:?}")
+    });
     GuestConfig {
         layout: inv.layout(),
         argv0: config
@@ -322,6 +356,21 @@ fn guest_config(
             .map(|o| o.guest.as_os_str().as_bytes().to_vec())
             .collect(),
         verbose: config.verbose,
+        host_root: config.host_root,
+        shares: shares
+            .writable
+            .iter()
+            .map(|p| p.as_os_str().as_bytes().to_vec())
+            .collect(),
+        cwd: shares
+            .cwd
+            .as_ref()
+            .map_or_else(Vec::new, |c| c.as_os_str().as_bytes().to_vec()),
+        exec: shares
+            .exec
+            .as_ref()
+            .map_or_else(Vec::new, |e| e.as_os_str().as_bytes().to_vec()),
+        bind_main: shares.bind_main,
     }
 }
 
@@ -370,7 +419,7 @@ fn plan_archive(
             }
             .encode()
         }),
-        main: &config.binary,
+        main: (!config.host_root || guest_config.bind_main).then_some(config.binary.as_path()),
         files: &config.add_files,
         modules: &lib_modules,
         transport_modules: &transport_modules,

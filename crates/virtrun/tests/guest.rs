@@ -36,6 +36,29 @@ fn env_over_isa_uarts() {
         .assert_stdout(ENV_OUTPUT);
 }
 
+/// The hermetic guest is the minimal Linux system programs assume (SPEC
+/// §2b): the binary leads its session and process group, root and nobody
+/// have names, the host has one, POSIX shared memory and pseudo-terminals
+/// work, and `/tmp` and `/var/tmp` are writable by anyone.
+#[test]
+fn hermetic_guest_is_a_minimal_linux_system() {
+    virtrun([payload("system")])
+        .run()
+        .assert_code(0)
+        .assert_stdout(
+            b"session leader: 1\n\
+              group leader: 1\n\
+              uid 0: root\n\
+              gid 0: root\n\
+              nobody: 65534\n\
+              hostname: virtrun\n\
+              shm_open: 1\n\
+              pty: 1\n\
+              /tmp: 1777\n\
+              /var/tmp: 1777\n",
+        );
+}
+
 #[test]
 fn exit_code_passes_through() {
     let exit = payload("exit");

@@ -490,6 +490,74 @@ fn go_test_exec_standalone_on_arm64_over_mmio_and_pci() {
     }
 }
 
+// --- -hostRoot ---------------------------------------------------------------------
+
+/// virtrun's flags for `-hostRoot`: Debian's generic kernel of `arch` (the
+/// cloud kernels have no 9p).
+fn host_root_flags(arch: &str) -> String {
+    format!(
+        "-nokvm -timeout 3m -hostRoot -kernel {}",
+        kernel_of(&format!("{arch}-generic")).display()
+    )
+}
+
+/// A Go package's own tests, unchanged, under `go test -exec "virtrun
+/// -hostRoot"`: a fixture read by relative path from the package directory,
+/// a golden file rewritten in place (on the host: the package is in the
+/// working directory's repository), a shell and the host's tools, root in
+/// the user database.
+#[test]
+fn go_test_exec_host_root() {
+    let m = GoModule::of("gohost");
+    let exec = format!("{} {}", virtrun_bin(), host_root_flags("amd64"));
+    run(&mut m.go([
+        "test", "-count=1", "-v", "-exec", &exec, ".", "-args", "-update",
+    ]))
+    .assert_success()
+    .assert_stdout_contains("--- PASS: TestFixtureByRelativePath")
+    .assert_stdout_contains("--- PASS: TestGolden")
+    .assert_stdout_contains("--- PASS: TestShellAndTools")
+    .assert_stdout_contains("--- PASS: TestRootIsKnown")
+    .assert_stdout_contains("ok  \texample.com/gohost");
+    assert_eq!(
+        std::fs::read(m.root.join("testdata/golden.txt")).unwrap(),
+        b"new\n"
+    );
+}
+
+/// The same package built for arm64 (static, `CGO_ENABLED=0`) in an arm64
+/// guest on Debian's generic arm64 kernel: the host's files, not its
+/// programs (so no shell test).
+#[test]
+fn go_test_exec_host_root_on_arm64() {
+    let m = GoModule::of("gohost");
+    let exec = format!("{} {}", virtrun_bin(), host_root_flags("arm64"));
+    run(m
+        .go(["test", "-count=1", "-v", "-exec", &exec])
+        .args(["-run", "Fixture|Golden|Root", ".", "-args", "-update"])
+        .env("GOARCH", "arm64")
+        .env("CGO_ENABLED", "0"))
+    .assert_success()
+    .assert_stdout_contains("--- PASS: TestFixtureByRelativePath")
+    .assert_stdout_contains("--- PASS: TestGolden")
+    .assert_stdout_contains("--- PASS: TestRootIsKnown");
+    assert_eq!(
+        std::fs::read(m.root.join("testdata/golden.txt")).unwrap(),
+        b"new\n"
+    );
+}
+
+/// A Rust integration test that opens its package's `Cargo.toml` by
+/// relative path, with virtrun `-hostRoot` as cargo's runner.
+#[test]
+fn cargo_test_host_root() {
+    let c = Crate::of("rusthost");
+    let flags = format!(" {}", host_root_flags("amd64"));
+    run(&mut c.cargo_test(&flags, &[]))
+        .assert_success()
+        .assert_stdout_contains("test reads_its_manifest_by_relative_path ... ok");
+}
+
 // --- many output files ----------------------------------------------------------
 
 /// What `tests/payloads/outfiles.c` writes for `key`.
@@ -594,8 +662,13 @@ struct Crate {
 
 impl Crate {
     fn new() -> Self {
+        Self::of("rustcrate")
+    }
+
+    /// A copy of `tests/data/NAME`.
+    fn of(name: &str) -> Self {
         let tmp = tempfile::tempdir().unwrap();
-        let root = test_data("rustcrate", tmp.path());
+        let root = test_data(name, tmp.path());
         let target = tmp.path().join("target");
         Crate {
             root,

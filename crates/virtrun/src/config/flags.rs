@@ -9,6 +9,7 @@ pub(super) enum Flag {
     Cpu,
     Debug,
     Env,
+    HostRoot,
     KeepInitramfs,
     Kernel,
     Machine,
@@ -17,6 +18,7 @@ pub(super) enum Flag {
     NoGoTestFlagRewrite,
     NoKvm,
     QemuBin,
+    Share,
     Smp,
     Standalone,
     Sysroot,
@@ -75,6 +77,15 @@ pub(super) const FLAGS: &[FlagSpec] = &[
                when set on the host. Not for a -standalone init, which sets its own",
     },
     FlagSpec {
+        flag: Flag::HostRoot,
+        name: "hostRoot",
+        value: None,
+        help: "the guest's root is the host's, read-only under a throw-away overlay; the \
+               binary runs at its host path with the host's environment and working \
+               directory, whose repository root is writable through to the host. Needs a \
+               kernel with 9p (Debian's generic kernels, not the cloud ones).",
+    },
+    FlagSpec {
         flag: Flag::KeepInitramfs,
         name: "keepInitramfs",
         value: None,
@@ -123,6 +134,14 @@ pub(super) const FLAGS: &[FlagSpec] = &[
         name: "qemuBin",
         value: Some("path"),
         help: "QEMU binary to use (default depends on binary arch)",
+    },
+    FlagSpec {
+        flag: Flag::Share,
+        name: "share",
+        value: Some("dir"),
+        help: "host directory at the same path in the guest, writable through. Flag may be \
+               used more than once, takes comma-separated lists; an empty value clears the \
+               list. Needs a kernel with 9p.",
     },
     FlagSpec {
         flag: Flag::Smp,

@@ -104,6 +104,12 @@ pub struct Config {
     pub keep_initramfs: bool,
     /// Files for the guest's `/data`: absolute, existing regular files, in order.
     pub add_files: Vec<PathBuf>,
+    /// The guest's root is the host's (read-only, with an overlay), the
+    /// working directory's repository writable through.
+    pub host_root: bool,
+    /// Host directories at the same path in the guest, writable through:
+    /// absolute, existing directories, in order.
+    pub shares: Vec<PathBuf>,
     /// Kernel modules to load, in order.
     pub add_modules: Vec<ModuleRef>,
     /// The kernel's module tree, when not found next to the kernel.
@@ -264,6 +270,8 @@ struct Raw {
     no_go_test_flag_rewrite: bool,
     keep_initramfs: bool,
     add_files: Vec<OsString>,
+    host_root: bool,
+    shares: Vec<OsString>,
     add_modules: Vec<OsString>,
     modules_dir: Option<OsString>,
     sysroot: Option<OsString>,
@@ -289,6 +297,8 @@ impl Default for Raw {
             no_go_test_flag_rewrite: false,
             keep_initramfs: false,
             add_files: Vec::new(),
+            host_root: false,
+            shares: Vec::new(),
             add_modules: Vec::new(),
             modules_dir: None,
             sysroot: None,
@@ -360,6 +370,7 @@ impl Raw {
             })?;
             match spec.flag {
                 Flag::Debug => self.debug = on,
+                Flag::HostRoot => self.host_root = on,
                 Flag::KeepInitramfs => self.keep_initramfs = on,
                 Flag::NoGoTestFlagRewrite => self.no_go_test_flag_rewrite = on,
                 Flag::NoKvm => self.no_kvm = on,
@@ -392,6 +403,7 @@ impl Raw {
             }
             Flag::Smp => self.smp = ranged(name, value, SMP_MIN, SMP_MAX, invalid)?,
             Flag::AddFile => extend_list(&mut self.add_files, value),
+            Flag::Share => extend_list(&mut self.shares, value),
             Flag::AddModule => extend_list(&mut self.add_modules, value),
             Flag::ModulesDir => self.modules_dir = os(),
             Flag::Sysroot => self.sysroot = os(),
@@ -421,6 +433,11 @@ impl Raw {
             list.iter().map(|p| regular_file(what, p, cwd)).collect()
         };
         let add_files = files("-addFile", self.add_files)?;
+        let shares = self
+            .shares
+            .iter()
+            .map(|d| directory("-share", d, cwd))
+            .collect::<Result<_, _>>()?;
         let add_modules = self
             .add_modules
             .iter()
@@ -448,6 +465,8 @@ impl Raw {
             no_go_test_flag_rewrite: self.no_go_test_flag_rewrite,
             keep_initramfs: self.keep_initramfs,
             add_files,
+            host_root: self.host_root,
+            shares,
             add_modules,
             modules_dir,
             sysroot,
@@ -650,6 +669,8 @@ mod tests {
                 no_go_test_flag_rewrite: false,
                 keep_initramfs: false,
                 add_files: vec![],
+                host_root: false,
+                shares: vec![],
                 add_modules: vec![],
                 modules_dir: None,
                 sysroot: None,
@@ -1517,6 +1538,7 @@ mod tests {
                 "cpu",
                 "debug",
                 "env",
+                "hostRoot",
                 "keepInitramfs",
                 "kernel",
                 "machine",
@@ -1525,6 +1547,7 @@ mod tests {
                 "noGoTestFlagRewrite",
                 "nokvm",
                 "qemuBin",
+                "share",
                 "smp",
                 "standalone",
                 "sysroot",

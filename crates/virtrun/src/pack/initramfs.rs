@@ -4,7 +4,10 @@
 //! Layout (SPEC §2): `/init`, `/main`, `/data/<file>`, `/lib/<library>`,
 //! `/lib/modules/NNNN-<module>`, `/etc/hosts`, the empty mount points, and
 //! every host directory a library came from as a symlink to `/lib`, so that
-//! the interpreter path and RUNPATHs resolve inside the guest.
+//! the interpreter path and RUNPATHs resolve inside the guest. Beyond the
+//! original (SPEC §2b), what every Linux program may assume: `/etc/passwd`
+//! and `/etc/group` with root and nobody, `/etc/hostname`, `/var/tmp`, and
+//! `/tmp` and `/var/tmp` writable by anyone.
 
 use crate::pack::cpio;
 use crate::target::libs::Resolved;
@@ -101,8 +104,8 @@ pub struct Input<'a> {
     /// The standalone loader's configuration: `init` is then the loader in
     /// front of the binary, and `transport_modules` are its to load.
     pub loader: Option<Vec<u8>>,
-    /// The binary.
-    pub main: &'a Path,
+    /// The binary, for `/main`; `None` when the guest runs it from the host.
+    pub main: Option<&'a Path>,
     /// `-addFile` files.
     pub files: &'a [PathBuf],
     /// Kernel modules for `/lib/modules`, in load order.
@@ -139,14 +142,42 @@ fn file_name(path: &Path) -> Result<String, PlanError> {
         .ok_or_else(|| PlanError::NoName(path.to_path_buf()))
 }
 
-const HOSTS: &[u8] = b"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
+/// `/etc/hosts`: localhost, and the guest's host name as Debian lists it.
+fn hosts() -> Vec<u8> {
+    format!(
+        "127.0.0.1\tlocalhost\n127.0.1.1\t{0}\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+        proto::GUEST_HOSTNAME
+    )
+    .into_bytes()
+}
+
+/// `/etc/passwd`: what every Linux program may look up (`getpwuid(0)`), as
+/// Debian has it; there is no shell in the guest, but programs expect the
+/// field.
+const PASSWD: &[u8] = b"root:x:0:0:root:/root:/bin/sh\n\
+nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
+
+/// `/etc/group`, to match.
+const GROUP: &[u8] = b"root:x:0:\nnogroup:x:65534:\n";
+
+/// Directories anyone may write to (mode 1777, as on any Linux system).
+const WORLD_WRITABLE: [&str; 2] = ["tmp", "var/tmp"];
+
+/// The mode of directory `path` in the archive.
+fn dir_mode(path: &str) -> u32 {
+    if WORLD_WRITABLE.contains(&path) {
+        0o1777
+    } else {
+        0o755
+    }
+}
 
 impl Plan {
     /// Plans the archive for `input`.
     pub fn new(input: &Input<'_>) -> Result<Plan, PlanError> {
         let mut plan = Plan::default();
         for dir in [
-            "dev", "proc", "sys", "tmp", "run", "root", "data", "etc", "lib",
+            "dev", "proc", "sys", "tmp", "run", "root", "data", "etc", "lib", "var/tmp",
         ] {
             plan.add(dir, Node::Dir)?;
         }
@@ -155,9 +186,17 @@ impl Plan {
         // /dev/null and aborts if it cannot (a kernel without a console
         // starts init with them closed).
         plan.add("dev/null", Node::CharDev(1, 3))?;
-        plan.add("etc/hosts", generated(HOSTS.to_vec()))?;
+        plan.add("etc/hosts", generated(hosts()))?;
+        plan.add(
+            "etc/hostname",
+            generated(format!("{}\n", proto::GUEST_HOSTNAME).into()),
+        )?;
+        plan.add("etc/passwd", generated(PASSWD.to_vec()))?;
+        plan.add("etc/group", generated(GROUP.to_vec()))?;
         plan.add(rel(proto::MODULES_DIR), Node::Dir)?;
-        plan.add(rel(proto::MAIN_PATH), host_file(input.main, None))?;
+        if let Some(main) = input.main {
+            plan.add(rel(proto::MAIN_PATH), host_file(main, None))?;
+        }
         match &input.init {
             Some(init) => plan.add(
                 rel(proto::INIT_PATH),
@@ -290,7 +329,7 @@ impl Plan {
         let mut w = cpio::Writer::new(out);
         for (path, node) in &self.entries {
             match node {
-                Node::Dir => w.dir(path, 0o755)?,
+                Node::Dir => w.dir(path, dir_mode(path))?,
                 Node::Symlink(target) => w.symlink(path, target)?,
                 Node::CharDev(major, minor) => w.char_dev(path, 0o600, *major, *minor)?,
                 Node::File { content, perm } => match content {
@@ -364,7 +403,7 @@ mod tests {
             init: init.map(<[u8]>::to_vec),
             config: Some(b"cfg".to_vec()),
             loader: None,
-            main: Path::new("/usr/bin/tree"),
+            main: Some(Path::new("/usr/bin/tree")),
             files: &["/usr/bin/bash".into(), "/etc/hostname".into()],
             modules: &[
                 Module::file(Path::new("/m/virtio.ko")).unwrap(),
@@ -449,7 +488,7 @@ mod tests {
             init: Some(b"LOADER".to_vec()),
             config: None,
             loader: Some(b"ports\x002\0".to_vec()),
-            main: Path::new("/usr/bin/tree"),
+            main: Some(Path::new("/usr/bin/tree")),
             files: &[],
             modules: &[Module::file(Path::new("/m/veth.ko")).unwrap()],
             transport_modules: &[
@@ -493,7 +532,7 @@ mod tests {
             init: None,
             config: None,
             loader: None,
-            main: Path::new("/usr/bin/env"),
+            main: Some(Path::new("/usr/bin/env")),
             files: &["/usr/bin/env".into(), "/bin/env".into()],
             modules: &[],
             transport_modules: &[],
@@ -517,7 +556,7 @@ mod tests {
             init: Some(b"INIT".to_vec()),
             config: None,
             loader: None,
-            main: &main,
+            main: Some(&main),
             files: &[],
             modules: &[],
             transport_modules: &[],

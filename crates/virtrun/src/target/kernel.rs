@@ -33,10 +33,7 @@ pub enum KernelError {
     NoTreeForName(String),
     /// The kernel's configuration says the transport's driver is not there
     /// at all, not even as a module.
-    #[error(
-        "kernel {release} has no {driver} ({option} is not set), which -transport {transport} \
-         needs: use -transport isa, or a kernel with {option}=y or =m"
-    )]
+    #[error("kernel {release} has no {driver} ({option} is not set): {hint}")]
     DriverAbsent {
         /// Kernel release.
         release: String,
@@ -44,8 +41,8 @@ pub enum KernelError {
         option: &'static str,
         /// Module name.
         driver: &'static str,
-        /// The transport.
-        transport: &'static str,
+        /// What needs it and what helps.
+        hint: String,
     },
     /// The transport's driver is a module, but no module tree is there.
     #[error(
@@ -490,31 +487,79 @@ pub struct Driver {
     pub module: &'static str,
     /// Kernel config option.
     pub option: &'static str,
+    /// What needs it, and so what helps when it is missing.
+    pub purpose: Purpose,
 }
+
+/// Why a run needs a driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// The channels of a virtio transport.
+    Transport,
+    /// The host's files (`-hostRoot`, `-share`): 9p and the overlay.
+    Share,
+}
+
+const VIRTIO_PCI: Driver = Driver {
+    module: "virtio_pci",
+    option: "CONFIG_VIRTIO_PCI",
+    purpose: Purpose::Transport,
+};
+const VIRTIO_MMIO: Driver = Driver {
+    module: "virtio_mmio",
+    option: "CONFIG_VIRTIO_MMIO",
+    purpose: Purpose::Transport,
+};
 
 /// The drivers the channels of `transport` need, in load order.
 pub fn transport_drivers(transport: Transport) -> &'static [Driver] {
     const CONSOLE: Driver = Driver {
         module: "virtio_console",
         option: "CONFIG_VIRTIO_CONSOLE",
+        purpose: Purpose::Transport,
     };
     match transport {
         Transport::Isa => &[],
-        Transport::Pci => &[
-            Driver {
-                module: "virtio_pci",
-                option: "CONFIG_VIRTIO_PCI",
-            },
-            CONSOLE,
-        ],
-        Transport::Mmio => &[
-            Driver {
-                module: "virtio_mmio",
-                option: "CONFIG_VIRTIO_MMIO",
-            },
-            CONSOLE,
-        ],
+        Transport::Pci => &[VIRTIO_PCI, CONSOLE],
+        Transport::Mmio => &[VIRTIO_MMIO, CONSOLE],
     }
+}
+
+/// The drivers a run needs: the transport's, then for the host's files
+/// (`share`) 9p over virtio (on PCI unless the transport is mmio) and, for
+/// `-hostRoot` (`overlay`), the overlay file system.
+pub fn needed_drivers(transport: Transport, share: bool, overlay: bool) -> Vec<Driver> {
+    let mut drivers = transport_drivers(transport).to_vec();
+    if share {
+        let bus = match transport {
+            Transport::Mmio => VIRTIO_MMIO,
+            Transport::Pci | Transport::Isa => VIRTIO_PCI,
+        };
+        if !drivers.contains(&bus) {
+            drivers.push(Driver {
+                purpose: Purpose::Share,
+                ..bus
+            });
+        }
+        drivers.push(Driver {
+            module: "9pnet_virtio",
+            option: "CONFIG_NET_9P_VIRTIO",
+            purpose: Purpose::Share,
+        });
+        drivers.push(Driver {
+            module: "9p",
+            option: "CONFIG_9P_FS",
+            purpose: Purpose::Share,
+        });
+    }
+    if overlay {
+        drivers.push(Driver {
+            module: "overlay",
+            option: "CONFIG_OVERLAY_FS",
+            purpose: Purpose::Share,
+        });
+    }
+    drivers
 }
 
 /// What is known about a kernel image.
@@ -607,6 +652,26 @@ impl Kernel {
         }
     }
 
+    /// The error for a driver the kernel's configuration does not have.
+    fn absent(&self, d: &Driver) -> KernelError {
+        let hint = match d.purpose {
+            Purpose::Transport => format!(
+                "the virtio transports need it: use -transport isa, or a kernel with {}=y or =m",
+                d.option
+            ),
+            Purpose::Share => "-hostRoot and -share need 9p and overlayfs: use a kernel that has \
+                 them, such as Debian's generic ones (linux-image-amd64, linux-image-arm64); \
+                 the cloud kernels have no 9p"
+                .to_string(),
+        };
+        KernelError::DriverAbsent {
+            release: self.release.clone().unwrap_or_else(|| "?".into()),
+            option: d.option,
+            driver: d.module,
+            hint,
+        }
+    }
+
     /// The module files to load for `transport` and the user's modules, in
     /// order: the transport's drivers with their dependencies, then each
     /// `-addModule` (names with their dependencies; paths as given) not
@@ -614,7 +679,7 @@ impl Kernel {
     /// the guest does not answer.
     pub fn plan_modules(
         &self,
-        transport: Transport,
+        drivers: &[Driver],
         user: &[crate::config::ModuleRef],
     ) -> Result<ModulePlan, KernelError> {
         use crate::config::ModuleRef;
@@ -627,12 +692,17 @@ impl Kernel {
             }
         };
         let mut doubt = None;
-        let drivers = transport_drivers(transport);
         match &self.modules {
             Some(tree) => {
                 let (known, unknown): (Vec<&Driver>, Vec<&Driver>) = drivers
                     .iter()
                     .partition(|d| tree.is_builtin(d.module) || tree.file(d.module).is_some());
+                if let Some(d) = unknown.iter().find(|d| {
+                    self.config.as_ref().and_then(|c| c.get(d.option)).is_none()
+                        && self.config.is_some()
+                }) {
+                    return Err(self.absent(d));
+                }
                 let wanted: Vec<&str> = known.iter().map(|d| d.module).collect();
                 push(tree.resolve(&wanted)?, &mut files);
                 // Not in the tree nor listed as built in: built in by a
@@ -656,14 +726,7 @@ impl Kernel {
                         .map(|c| c.get(d.option).unwrap_or("not set"));
                     match value {
                         Some("y") => {}
-                        Some("not set") => {
-                            return Err(KernelError::DriverAbsent {
-                                release: self.release.clone().unwrap_or_else(|| "?".into()),
-                                option: d.option,
-                                driver: d.module,
-                                transport: transport.as_str(),
-                            });
-                        }
+                        Some("not set") => return Err(self.absent(d)),
                         Some(value) => {
                             return Err(KernelError::DriverMissing {
                                 release: self.release.clone().unwrap_or_else(|| "?".into()),
@@ -846,14 +909,14 @@ pub(crate) mod tests {
             looked: vec!["/nowhere/lib/modules/6.1.0-test".into()],
         };
         let err = kernel
-            .plan_modules(Transport::Pci, &[])
+            .plan_modules(transport_drivers(Transport::Pci), &[])
             .unwrap_err()
             .to_string();
         assert!(err.contains("CONFIG_VIRTIO_PCI=m"), "{err}");
         assert!(err.contains("-transport isa"), "{err}");
         assert!(
             kernel
-                .plan_modules(Transport::Isa, &[])
+                .plan_modules(transport_drivers(Transport::Isa), &[])
                 .unwrap()
                 .transport
                 .is_empty()
@@ -862,7 +925,9 @@ pub(crate) mod tests {
             config: None,
             ..kernel
         };
-        let plan = unknown.plan_modules(Transport::Pci, &[]).unwrap();
+        let plan = unknown
+            .plan_modules(transport_drivers(Transport::Pci), &[])
+            .unwrap();
         assert!(plan.transport.is_empty());
         assert!(plan.doubt.unwrap().contains("virtio_pci"));
     }

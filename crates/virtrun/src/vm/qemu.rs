@@ -6,7 +6,7 @@ use crate::target::elf::Arch;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
-use virtrun_protocol::{Layout, Role, STANDALONE_CONSOLE_PORT, STANDALONE_PORTS};
+use virtrun_protocol::{HOST_SHARE_TAG, Layout, Role, STANDALONE_CONSOLE_PORT, STANDALONE_PORTS};
 
 /// What an architecture uses unless a flag says otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,6 +217,8 @@ pub struct Invocation {
     pub init_args: Vec<OsString>,
     /// Output files of a standalone init: ports 2, 3, … carry them.
     pub file_ports: usize,
+    /// The host's root is exported to the guest (`-hostRoot`, `-share`).
+    pub host_share: bool,
 }
 
 impl Invocation {
@@ -260,6 +262,7 @@ impl Invocation {
             standalone: config.standalone,
             init_args,
             file_ports,
+            host_share: config.host_root || !config.shares.is_empty(),
         };
         let len = inv.kernel_cmdline().len();
         if len > d.cmdline_max {
@@ -421,6 +424,23 @@ impl Invocation {
                 push(&["-device", &format!("{device},bus=vs.0,chardev={id}")]);
             }
         }
+        if self.host_share {
+            // One export of the whole root, whatever is shared: the guest's
+            // devices do not depend on the list. `multidevs=remap` keeps
+            // inode numbers unique across the host's file systems; with
+            // `security_model=none` files are read and written as the user
+            // running virtrun.
+            let device = match self.transport {
+                Transport::Mmio => "virtio-9p-device",
+                Transport::Pci | Transport::Isa => "virtio-9p-pci",
+            };
+            push(&[
+                "-fsdev",
+                "local,id=vrfs,path=/,security_model=none,multidevs=remap",
+                "-device",
+                &format!("{device},fsdev=vrfs,mount_tag={HOST_SHARE_TAG}"),
+            ]);
+        }
         a
     }
 }
@@ -460,6 +480,35 @@ mod tests {
             standalone: false,
             init_args: Vec::new(),
             file_ports: 0,
+            host_share: false,
+        }
+    }
+
+    #[test]
+    fn the_host_root_is_one_9p_device_on_the_transports_bus() {
+        for (transport, device) in [
+            (
+                Transport::Pci,
+                "-device virtio-9p-pci,fsdev=vrfs,mount_tag=virtrun",
+            ),
+            (
+                Transport::Isa,
+                "-device virtio-9p-pci,fsdev=vrfs,mount_tag=virtrun",
+            ),
+            (
+                Transport::Mmio,
+                "-device virtio-9p-device,fsdev=vrfs,mount_tag=virtrun",
+            ),
+        ] {
+            let mut i = inv(transport);
+            assert!(!joined(&i).contains("-fsdev"));
+            i.host_share = true;
+            let line = joined(&i);
+            assert!(
+                line.contains("-fsdev local,id=vrfs,path=/,security_model=none,multidevs=remap"),
+                "{line}"
+            );
+            assert!(line.contains(device), "{line}");
         }
     }
 

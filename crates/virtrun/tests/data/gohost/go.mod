@@ -1,0 +1,3 @@
+module example.com/gohost
+
+go 1.21
