@@ -26,6 +26,7 @@ use virtrun_sysinit::setup::{self, Setup};
 use virtrun_sysinit::{INIT_FAILED, fs, log, power};
 
 mod loader;
+mod modprobe;
 mod share;
 
 /// How long to wait for the host to confirm it has all output. The host
@@ -34,6 +35,9 @@ mod share;
 const DONE_WAIT: Duration = Duration::from_secs(60);
 
 fn main() {
+    if let Some(module) = modprobe::requested() {
+        modprobe::helper(&module);
+    }
     virtrun_sysinit::exit_unless_pid1("virtrun-init");
     let init = process::monotonic_us();
     // SAFETY: the init is still single-threaded here. The environment is set
@@ -97,6 +101,13 @@ fn run(init: u64) -> virtrun_sysinit::Result<()> {
     let events = EventSender::new(clone(&channels.control)?);
     let ready = setup
         .and_then(|()| share::mount(&config))
+        .and_then(|()| {
+            if config.modules_on_demand {
+                modprobe::mount_tree()
+            } else {
+                Ok(())
+            }
+        })
         .and_then(|()| enter_cwd(&config));
     let (code, done) = match ready.and_then(|()| run_main(&config, channels, &events, init)) {
         Ok((code, done)) => (code, Some(done)),

@@ -268,7 +268,14 @@ pub struct GuestConfig {
     pub exec: Vec<u8>,
     /// See [`GuestConfig::exec`].
     pub bind_main: bool,
+    /// The kernel's module tree is the guest's block device
+    /// [`MODULES_DEVICE`]: the init mounts it at `/lib/modules/<release>`
+    /// and makes itself the kernel's module helper (modules on demand).
+    pub modules_on_demand: bool,
 }
+
+/// The block device of the kernel's module tree (an ext4 image, read-only).
+pub const MODULES_DEVICE: &str = "/dev/vda";
 
 /// The 9p mount tag of the host's root, exported whole (one device, however
 /// many directories are shared), for `-hostRoot` and `-share`.
@@ -304,6 +311,10 @@ impl GuestConfig {
         put(b"argv0", &self.argv0);
         put(b"host_root", if self.host_root { b"1" } else { b"0" });
         put(b"bind_main", if self.bind_main { b"1" } else { b"0" });
+        put(
+            b"modules_on_demand",
+            if self.modules_on_demand { b"1" } else { b"0" },
+        );
         put(b"cwd", &self.cwd);
         put(b"exec", &self.exec);
         for share in &self.shares {
@@ -338,6 +349,7 @@ impl GuestConfig {
         let mut outputs = Vec::new();
         let mut host_root = false;
         let mut bind_main = false;
+        let mut modules_on_demand = false;
         let mut shares = Vec::new();
         let mut cwd = Vec::new();
         let mut exec = Vec::new();
@@ -356,6 +368,7 @@ impl GuestConfig {
                 b"argv0" => argv0 = v.to_vec(),
                 b"host_root" => host_root = v == b"1",
                 b"bind_main" => bind_main = v == b"1",
+                b"modules_on_demand" => modules_on_demand = v == b"1",
                 b"share" => shares.push(v.to_vec()),
                 b"cwd" => cwd = v.to_vec(),
                 b"exec" => exec = v.to_vec(),
@@ -379,6 +392,7 @@ impl GuestConfig {
             cwd,
             exec,
             bind_main,
+            modules_on_demand,
         })
     }
 }
@@ -674,6 +688,7 @@ mod tests {
             cwd: b"/home/u/src/pkg".to_vec(),
             exec: b"/tmp/go-build1/b001/pkg.test".to_vec(),
             bind_main: true,
+            modules_on_demand: true,
         };
         assert_eq!(GuestConfig::decode(&cfg.encode()).unwrap(), cfg);
     }

@@ -136,6 +136,7 @@ proptest! {
             cwd: args.last().cloned().unwrap_or_default(),
             exec: args.first().cloned().unwrap_or_default(),
             bind_main: serial,
+            modules_on_demand: verbose,
             args,
             verbose,
         };

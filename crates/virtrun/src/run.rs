@@ -169,6 +169,7 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
     };
     let gotest = rewrite_go_test_flags(config, &cwd);
     let mut inv = invocation(config, arch, &gotest, trace)?;
+    inv.modules_image = modules_image(config, &kernel, trace);
     let mut outputs = gotest.outputs;
     let guest_config = guest_config(
         config,
@@ -179,7 +180,12 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
         &mut outputs,
         trace,
     );
-    let drivers = needed_drivers(inv.transport, inv.host_share, config.host_root);
+    let drivers = needed_drivers(
+        inv.transport,
+        inv.host_share,
+        config.host_root,
+        inv.modules_image.is_some(),
+    );
     let modules = kernel.plan_modules(&drivers, &config.add_modules)?;
     trace.log(|| {
         let tree = kernel
@@ -371,6 +377,29 @@ fn guest_config(
             .as_ref()
             .map_or_else(Vec::new, |e| e.as_os_str().as_bytes().to_vec()),
         bind_main: shares.bind_main,
+        modules_on_demand: inv.modules_image.is_some(),
+    }
+}
+
+/// The image of the kernel's module tree, for modules on demand: none in
+/// standalone mode (the init is the user's) or without a tree. Failing to
+/// make it costs only the feature, which `-debug` tells.
+fn modules_image(config: &Config, kernel: &Kernel, trace: &Trace) -> Option<PathBuf> {
+    if config.standalone {
+        return None;
+    }
+    let tree = kernel.modules.as_ref()?;
+    let release = kernel.release.as_deref()?;
+    let cache = cache_dir()?;
+    match crate::target::modindex::image(tree, release, &cache) {
+        Ok(image) => {
+            trace.log(|| format!("module tree image {}", image.display()));
+            Some(image)
+        }
+        Err(e) => {
+            trace.log(|| format!("no modules on demand: {e}"));
+            None
+        }
     }
 }
 

@@ -59,6 +59,21 @@ fn hermetic_guest_is_a_minimal_linux_system() {
         );
 }
 
+/// What the kernel asks for is loaded from its module tree, no
+/// `-addModule` needed: a veth pair over rtnetlink, an AF_ALG hash. A kind
+/// of link no module provides fails as on any system, at once.
+#[test]
+fn modules_load_on_demand() {
+    virtrun([payload("kmods")])
+        .run()
+        .assert_code(0)
+        .assert_stdout(
+            b"veth: ok\n\
+          unknown kind: Operation not supported\n\
+          af_alg sha256(abc): ba7816bf\n",
+        );
+}
+
 #[test]
 fn exit_code_passes_through() {
     let exit = payload("exit");

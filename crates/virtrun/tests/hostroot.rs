@@ -78,6 +78,32 @@ fn host_root_guest_is_a_linux_system() {
     );
 }
 
+/// Modules on demand with the host's root too (Debian's generic kernel),
+/// and the tree where `modprobe` looks for it.
+#[test]
+fn host_root_loads_modules_on_demand() {
+    let s = Setting::new();
+    let out = generic(&[&"-hostRoot", &payload("kmods")], &s.repo).run();
+    stdout_is(
+        &out,
+        "veth: ok\n\
+         unknown kind: Operation not supported\n\
+         af_alg sha256(abc): ba7816bf\n",
+    );
+    let out = generic(
+        &[
+            &"-hostRoot",
+            &"/bin/sh",
+            &"-c",
+            &"grep -c ' veth$' /lib/modules/$(uname -r)/modules.alias; \
+              grep -o '^kernel/drivers/net/veth.ko:' /lib/modules/$(uname -r)/modules.dep",
+        ],
+        &s.repo,
+    )
+    .run();
+    stdout_is(&out, "1\nkernel/drivers/net/veth.ko:\n");
+}
+
 /// The working directory and the host's tools; writes into the repository
 /// reach the host, writes elsewhere stay in the guest (the next run does not
 /// see them) and leave the host's files as they were.

@@ -6,5 +6,6 @@
 pub mod elf;
 pub mod kernel;
 pub mod libs;
+pub mod modindex;
 pub mod unpack;
 pub mod vmlinux;

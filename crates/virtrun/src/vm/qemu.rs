@@ -219,6 +219,9 @@ pub struct Invocation {
     pub file_ports: usize,
     /// The host's root is exported to the guest (`-hostRoot`, `-share`).
     pub host_share: bool,
+    /// The image of the kernel's module tree, the guest's read-only disk
+    /// (modules on demand).
+    pub modules_image: Option<PathBuf>,
 }
 
 impl Invocation {
@@ -263,6 +266,7 @@ impl Invocation {
             init_args,
             file_ports,
             host_share: config.host_root || !config.shares.is_empty(),
+            modules_image: None,
         };
         let len = inv.kernel_cmdline().len();
         if len > d.cmdline_max {
@@ -424,16 +428,28 @@ impl Invocation {
                 push(&["-device", &format!("{device},bus=vs.0,chardev={id}")]);
             }
         }
+        let virtio_device = |kind: &str| match self.transport {
+            Transport::Mmio => format!("{kind}-device"),
+            Transport::Pci | Transport::Isa => format!("{kind}-pci"),
+        };
+        if let Some(image) = &self.modules_image {
+            let mut file = OsString::from("file=");
+            // QEMU's option syntax: a comma in a value is doubled.
+            file.push(image.to_string_lossy().replace(',', ",,"));
+            file.push(",if=none,id=vrmods,format=raw,readonly=on");
+            a.push("-drive".into());
+            a.push(file);
+            a.push("-device".into());
+            a.push(format!("{},drive=vrmods", virtio_device("virtio-blk")).into());
+        }
+        let mut push = |items: &[&str]| a.extend(items.iter().map(OsString::from));
         if self.host_share {
             // One export of the whole root, whatever is shared: the guest's
             // devices do not depend on the list. `multidevs=remap` keeps
             // inode numbers unique across the host's file systems; with
             // `security_model=none` files are read and written as the user
             // running virtrun.
-            let device = match self.transport {
-                Transport::Mmio => "virtio-9p-device",
-                Transport::Pci | Transport::Isa => "virtio-9p-pci",
-            };
+            let device = virtio_device("virtio-9p");
             push(&[
                 "-fsdev",
                 "local,id=vrfs,path=/,security_model=none,multidevs=remap",
@@ -481,6 +497,7 @@ mod tests {
             init_args: Vec::new(),
             file_ports: 0,
             host_share: false,
+            modules_image: None,
         }
     }
 

@@ -1,0 +1,181 @@
+//! Modules on demand, in the guest. The host gives the kernel's module tree
+//! as a read-only disk ([`MODULES_DEVICE`], with the `modules.dep` and
+//! `modules.alias` that `depmod` would make); the init mounts it at
+//! `/lib/modules/<release>`, where tests that run `modprobe` or `modinfo`
+//! find it too, and makes itself the kernel's module helper: when the
+//! kernel asks for a module (a link type, a socket family, a crypto
+//! template: `request_module`), it runs `/proc/1/exe -q -- NAME`, which is
+//! this program again (the init is PID 1), and that loads the module with
+//! its dependencies. A name the tree does not know fails as on any system:
+//! the kernel's caller gets its usual error.
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use virtrun_protocol::MODULES_DEVICE;
+use virtrun_sysinit::{Error, Result, fs, kmod};
+
+/// The helper the kernel runs: the init's own executable.
+const HELPER: &str = "/proc/1/exe";
+
+/// How long the disk may take to appear after its driver loaded.
+const DEVICE_WAIT: Duration = Duration::from_secs(5);
+
+/// The running kernel's release (`uname -r`).
+fn release() -> String {
+    // SAFETY: utsname is plain old data; uname(2) fills it.
+    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a utsname.
+    unsafe { libc::uname(&mut uts) };
+    let bytes: Vec<u8> = uts
+        .release
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+fn tree() -> PathBuf {
+    Path::new("/lib/modules").join(release())
+}
+
+/// Mounts the module tree and becomes the kernel's module helper.
+pub fn mount_tree() -> Result<()> {
+    let deadline = Instant::now() + DEVICE_WAIT;
+    while !Path::new(MODULES_DEVICE).exists() {
+        if Instant::now() >= deadline {
+            return Err(Error::new(
+                format!("wait for the module tree's disk {MODULES_DEVICE}"),
+                std::io::Error::from(std::io::ErrorKind::TimedOut),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let dir = tree();
+    std::fs::create_dir_all(&dir).map_err(|e| Error::new(format!("mkdir {}", dir.display()), e))?;
+    fs::mount(
+        MODULES_DEVICE,
+        &dir.to_string_lossy(),
+        Some("ext4"),
+        libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
+        None,
+    )?;
+    std::fs::write("/proc/sys/kernel/modprobe", HELPER)
+        .map_err(|e| Error::new("set /proc/sys/kernel/modprobe", e))
+}
+
+/// The module a helper run was asked for, if this process is one: not PID
+/// 1, run as `… [-q] [--] NAME`.
+pub fn requested() -> Option<String> {
+    if virtrun_sysinit::is_pid1() {
+        return None;
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let name = args.last()?;
+    let options_only = args[..args.len() - 1].iter().all(|a| a.starts_with('-'));
+    (options_only && !name.starts_with('-') && args.len() >= 2).then(|| name.clone())
+}
+
+/// Loads `request` (a module name or an alias) with its dependencies;
+/// exits 0 when it is loaded (or built in), 1 when not.
+pub fn helper(request: &str) -> ! {
+    std::process::exit(match load(request) {
+        Ok(()) => 0,
+        Err(_) => 1,
+    })
+}
+
+fn load(request: &str) -> std::io::Result<()> {
+    let dir = tree();
+    let deps = read_deps(&dir)?;
+    let name = request.replace('-', "_");
+    let names: Vec<String> = if deps.contains_key(&name) {
+        vec![name]
+    } else {
+        aliases(&dir, request)?
+    };
+    if names.is_empty() {
+        return if builtin(&dir, &request.replace('-', "_")) {
+            Ok(())
+        } else {
+            Err(std::io::ErrorKind::NotFound.into())
+        };
+    }
+    let mut loaded = false;
+    for name in names {
+        let Some((path, needs)) = deps.get(&name) else {
+            continue;
+        };
+        // Listed as depmod lists them: the last one first.
+        let all = needs.iter().rev().chain(std::iter::once(path));
+        if all
+            .map(|p| kmod::load(&dir.join(p)))
+            .collect::<Result<Vec<()>>>()
+            .is_ok()
+        {
+            loaded = true;
+        }
+    }
+    if loaded {
+        Ok(())
+    } else {
+        Err(std::io::ErrorKind::Other.into())
+    }
+}
+
+/// `modules.dep`: each module's file and the files it needs.
+fn read_deps(dir: &Path) -> std::io::Result<HashMap<String, (PathBuf, Vec<PathBuf>)>> {
+    let text = std::fs::read_to_string(dir.join("modules.dep"))?;
+    Ok(text
+        .lines()
+        .filter_map(|line| {
+            let (module, needs) = line.split_once(':')?;
+            let name = module_name(module)?;
+            let needs = needs.split_whitespace().map(PathBuf::from).collect();
+            Some((name, (PathBuf::from(module), needs)))
+        })
+        .collect())
+}
+
+/// A module's name from its file: without directory and `.ko…`, `-` as `_`.
+fn module_name(path: &str) -> Option<String> {
+    let file = path.rsplit('/').next()?;
+    let stem = file.split(".ko").next()?;
+    Some(stem.replace('-', "_"))
+}
+
+/// The modules whose `modules.alias` patterns match `request`.
+fn aliases(dir: &Path, request: &str) -> std::io::Result<Vec<String>> {
+    let text = std::fs::read_to_string(dir.join("modules.alias"))?;
+    let Ok(request) = CString::new(request) else {
+        return Ok(Vec::new());
+    };
+    let mut found = Vec::new();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        let (Some("alias"), Some(pattern), Some(module)) =
+            (words.next(), words.next(), words.next())
+        else {
+            continue;
+        };
+        let Ok(pattern) = CString::new(pattern) else {
+            continue;
+        };
+        // SAFETY: two valid NUL-terminated strings; fnmatch only reads them.
+        let matches = unsafe { libc::fnmatch(pattern.as_ptr(), request.as_ptr(), 0) } == 0;
+        if matches && !found.iter().any(|f| f == module) {
+            found.push(module.to_string());
+        }
+    }
+    Ok(found)
+}
+
+/// Whether `name` is built into the kernel (`modules.builtin`).
+fn builtin(dir: &Path, name: &str) -> bool {
+    std::fs::read_to_string(dir.join("modules.builtin")).is_ok_and(|text| {
+        text.lines()
+            .any(|l| module_name(l).as_deref() == Some(name))
+    })
+}
