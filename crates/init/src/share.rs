@@ -37,7 +37,17 @@ pub fn mount(config: &GuestConfig) -> Result<()> {
         return Ok(());
     }
     mkdir(Path::new(HOST))?;
-    fs::mount(HOST_SHARE_TAG, HOST, Some("9p"), 0, Some(NINEP_OPTIONS))?;
+    fs::mount(HOST_SHARE_TAG, HOST, Some("9p"), 0, Some(NINEP_OPTIONS)).map_err(|e| {
+        if e.source.raw_os_error() == Some(libc::ENODEV) {
+            Error::new(
+                "this kernel has no 9p, which -hostRoot and -share need: use a kernel that \
+                 has it, such as Debian's generic ones (linux-image-amd64, linux-image-arm64)",
+                e.source,
+            )
+        } else {
+            e
+        }
+    })?;
     let root = if config.host_root {
         overlay_root()?;
         ROOT

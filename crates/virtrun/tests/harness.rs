@@ -510,15 +510,20 @@ fn host_root_flags(arch: &str) -> String {
 fn go_test_exec_host_root() {
     let m = GoModule::of("gohost");
     let exec = format!("{} {}", virtrun_bin(), host_root_flags("amd64"));
-    run(&mut m.go([
-        "test", "-count=1", "-v", "-exec", &exec, ".", "-args", "-update",
-    ]))
+    let cover = m.out("host-cover.out");
+    run(m
+        .go(["test", "-count=1", "-v", "-exec", &exec, "-coverprofile"])
+        .arg(&cover)
+        .args([".", "-args", "-update"]))
     .assert_success()
     .assert_stdout_contains("--- PASS: TestFixtureByRelativePath")
     .assert_stdout_contains("--- PASS: TestGolden")
     .assert_stdout_contains("--- PASS: TestShellAndTools")
     .assert_stdout_contains("--- PASS: TestRootIsKnown")
     .assert_stdout_contains("ok  \texample.com/gohost");
+    // go test's file flags still come back from a -hostRoot guest.
+    let profile = std::fs::read_to_string(&cover).unwrap();
+    assert!(profile.starts_with("mode: set\n"), "{profile:?}");
     assert_eq!(
         std::fs::read(m.root.join("testdata/golden.txt")).unwrap(),
         b"new\n"

@@ -32,10 +32,13 @@ impl Setting {
         let repo = tmp.path().join("repo");
         std::fs::create_dir_all(repo.join(".git")).unwrap();
         std::fs::create_dir_all(repo.join("pkg")).unwrap();
-        // Under the test's target directory: a host path the guest sees
-        // (its /tmp is its own), outside the repository.
-        let outside = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("hostroot-outside-{}", std::process::id()));
+        // A host path the guest sees (its /tmp is its own, and the test's
+        // target directory may be under /tmp), outside the repository.
+        let outside = Path::new("/var/tmp").join(format!(
+            "virtrun-hostroot-outside-{}-{}",
+            std::process::id(),
+            tmp.path().file_name().unwrap().to_string_lossy()
+        ));
         std::fs::write(&outside, b"host content\n").unwrap();
         Setting {
             _tmp: tmp,
