@@ -229,22 +229,26 @@ fn relative_paths_are_resolved_against_cwd() {
     assert_empty_dir(tmp.path());
 }
 
-/// A stock kernel whose virtio drivers are modules, copied away from its
-/// module tree: virtrun says so before booting instead of waiting for a guest
-/// that can never answer.
-#[test]
-fn modular_virtio_without_module_tree_fails_before_boot() {
+/// The test kernel copied into a fresh directory, away from its module
+/// tree, with its `config-*` beside it as `edit` makes it.
+fn kernel_copy(edit: impl Fn(&str) -> String) -> (tempfile::TempDir, std::path::PathBuf) {
     let real = kernel().canonicalize().unwrap();
     let name = real.file_name().unwrap().to_str().unwrap().to_string();
     let release = name.strip_prefix("vmlinuz-").unwrap().to_string();
     let dir = empty_tmpdir();
     let image = dir.path().join(&name);
     std::fs::copy(&real, &image).unwrap();
-    std::fs::copy(
-        real.with_file_name(format!("config-{release}")),
-        dir.path().join(format!("config-{release}")),
-    )
-    .unwrap();
+    let config = std::fs::read_to_string(real.with_file_name(format!("config-{release}"))).unwrap();
+    std::fs::write(dir.path().join(format!("config-{release}")), edit(&config)).unwrap();
+    (dir, image)
+}
+
+/// A stock kernel whose virtio drivers are modules, copied away from its
+/// module tree: virtrun says so before booting instead of waiting for a guest
+/// that can never answer.
+#[test]
+fn modular_virtio_without_module_tree_fails_before_boot() {
+    let (_dir, image) = kernel_copy(|config| config.to_string());
     let out = fails(vec![
         "-nokvm".into(),
         "-qemuBin".into(),
@@ -269,19 +273,13 @@ fn modular_virtio_without_module_tree_fails_before_boot() {
 /// its `config-*` edited): one line before booting, naming the option.
 #[test]
 fn kernel_without_virtio_fails_before_boot() {
-    let real = kernel().canonicalize().unwrap();
-    let name = real.file_name().unwrap().to_str().unwrap().to_string();
-    let release = name.strip_prefix("vmlinuz-").unwrap().to_string();
-    let dir = empty_tmpdir();
-    let image = dir.path().join(&name);
-    std::fs::copy(&real, &image).unwrap();
-    let config = std::fs::read_to_string(real.with_file_name(format!("config-{release}"))).unwrap();
-    let edited: String = config
-        .lines()
-        .filter(|l| !l.starts_with("CONFIG_VIRTIO"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    std::fs::write(dir.path().join(format!("config-{release}")), edited).unwrap();
+    let (_dir, image) = kernel_copy(|config| {
+        config
+            .lines()
+            .filter(|l| !l.starts_with("CONFIG_VIRTIO"))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    });
     let started = std::time::Instant::now();
     let out = fails(vec![
         "-nokvm".into(),

@@ -6,7 +6,10 @@
 
 mod common;
 
-use common::{assert_empty_dir, contains, empty_tmpdir, kernel, payload, virtrun, virtrun_bare};
+use common::{
+    LINUX_SYSTEM, MODULES_ON_DEMAND, assert_empty_dir, contains, empty_tmpdir, kernel, payload,
+    virtrun, virtrun_bare,
+};
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -45,18 +48,7 @@ fn hermetic_guest_is_a_minimal_linux_system() {
     virtrun([payload("system")])
         .run()
         .assert_code(0)
-        .assert_stdout(
-            b"session leader: 1\n\
-              group leader: 1\n\
-              uid 0: root\n\
-              gid 0: root\n\
-              nobody: 65534\n\
-              hostname: virtrun\n\
-              shm_open: 1\n\
-              pty: 1\n\
-              /tmp: 1777\n\
-              /var/tmp: 1777\n",
-        );
+        .assert_stdout(LINUX_SYSTEM.as_bytes());
 }
 
 /// What the kernel asks for is loaded from its module tree, no
@@ -67,11 +59,7 @@ fn modules_load_on_demand() {
     virtrun([payload("kmods")])
         .run()
         .assert_code(0)
-        .assert_stdout(
-            b"veth: ok\n\
-          unknown kind: Operation not supported\n\
-          af_alg sha256(abc): ba7816bf\n",
-        );
+        .assert_stdout(MODULES_ON_DEMAND.as_bytes());
 }
 
 #[test]

@@ -5,7 +5,9 @@
 
 mod common;
 
-use common::{Output, empty_tmpdir, kernel, kernel_of, payload, virtrun_bare};
+use common::{
+    LINUX_SYSTEM, MODULES_ON_DEMAND, Output, empty_tmpdir, kernel, kernel_of, payload, virtrun_bare,
+};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -66,19 +68,7 @@ fn stdout_is(out: &Output, want: &str) {
 fn host_root_guest_is_a_linux_system() {
     let s = Setting::new();
     let out = generic(&[&"-hostRoot", &payload("system")], &s.repo).run();
-    stdout_is(
-        &out,
-        "session leader: 1\n\
-         group leader: 1\n\
-         uid 0: root\n\
-         gid 0: root\n\
-         nobody: 65534\n\
-         hostname: virtrun\n\
-         shm_open: 1\n\
-         pty: 1\n\
-         /tmp: 1777\n\
-         /var/tmp: 1777\n",
-    );
+    stdout_is(&out, LINUX_SYSTEM);
 }
 
 /// Modules on demand with the host's root too (Debian's generic kernel),
@@ -87,12 +77,7 @@ fn host_root_guest_is_a_linux_system() {
 fn host_root_loads_modules_on_demand() {
     let s = Setting::new();
     let out = generic(&[&"-hostRoot", &payload("kmods")], &s.repo).run();
-    stdout_is(
-        &out,
-        "veth: ok\n\
-         unknown kind: Operation not supported\n\
-         af_alg sha256(abc): ba7816bf\n",
-    );
+    stdout_is(&out, MODULES_ON_DEMAND);
     let out = generic(
         &[
             &"-hostRoot",

@@ -428,8 +428,11 @@ impl Invocation {
                 push(&["-device", &format!("{device},bus=vs.0,chardev={id}")]);
             }
         }
+        // As for the serial device: without ACPI (one CPU) a PCI device
+        // gets the legacy interrupt right away, not a kernel warning first.
         let virtio_device = |kind: &str| match self.transport {
             Transport::Mmio => format!("{kind}-device"),
+            Transport::Pci | Transport::Isa if self.smp == 1 => format!("{kind}-pci,vectors=0"),
             Transport::Pci | Transport::Isa => format!("{kind}-pci"),
         };
         if let Some(image) = &self.modules_image {
@@ -506,11 +509,11 @@ mod tests {
         for (transport, device) in [
             (
                 Transport::Pci,
-                "-device virtio-9p-pci,fsdev=vrfs,mount_tag=virtrun",
+                "-device virtio-9p-pci,vectors=0,fsdev=vrfs,mount_tag=virtrun",
             ),
             (
                 Transport::Isa,
-                "-device virtio-9p-pci,fsdev=vrfs,mount_tag=virtrun",
+                "-device virtio-9p-pci,vectors=0,fsdev=vrfs,mount_tag=virtrun",
             ),
             (
                 Transport::Mmio,

@@ -13,6 +13,24 @@ use std::sync::{Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// What `tests/payloads/system.c` prints in a guest that is the Linux
+/// system programs assume (SPEC §2b), in either mode.
+pub const LINUX_SYSTEM: &str = "session leader: 1\n\
+    group leader: 1\n\
+    uid 0: root\n\
+    gid 0: root\n\
+    nobody: 65534\n\
+    hostname: virtrun\n\
+    shm_open: 1\n\
+    pty: 1\n\
+    /tmp: 1777\n\
+    /var/tmp: 1777\n";
+
+/// What `tests/payloads/kmods.c` prints when modules load on demand.
+pub const MODULES_ON_DEMAND: &str = "veth: ok\n\
+    unknown kind: Operation not supported\n\
+    af_alg sha256(abc): ba7816bf\n";
+
 /// Upper bound for one `virtrun` run; a run that takes longer is killed and fails
 /// its test. Generous: several guests boot in parallel under emulation.
 pub const TIMEOUT: Duration = Duration::from_secs(120);
