@@ -101,11 +101,13 @@ fn run(init: u64) -> virtrun_sysinit::Result<()> {
     let events = EventSender::new(clone(&channels.control)?);
     let ready = setup
         .and_then(|()| share::mount(&config))
-        .and_then(|()| {
-            if config.modules_on_demand {
-                modprobe::mount_tree()
-            } else {
-                Ok(())
+        .map(|()| {
+            // Without the tree (a damaged image in the cache, say) the run
+            // goes on as without modules on demand; the log tells why.
+            if config.modules_on_demand
+                && let Err(e) = modprobe::mount_tree()
+            {
+                log::error(&format!("no modules on demand: {e}"));
             }
         })
         .and_then(|()| enter_cwd(&config));

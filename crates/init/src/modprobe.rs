@@ -67,9 +67,15 @@ pub fn mount_tree() -> Result<()> {
 }
 
 /// The module a helper run was asked for, if this process is one: not PID
-/// 1, run as `… [-q] [--] NAME`.
+/// 1 but the same program as PID 1 (so never on a host, whose PID 1 is
+/// another program), run as `… [-q] [--] NAME`.
 pub fn requested() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
     if virtrun_sysinit::is_pid1() {
+        return None;
+    }
+    let identity = |p: &str| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    if identity("/proc/self/exe").is_none() || identity("/proc/self/exe") != identity(HELPER) {
         return None;
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
