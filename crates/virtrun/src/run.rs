@@ -169,7 +169,7 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
     };
     let gotest = rewrite_go_test_flags(config, &cwd);
     let mut inv = invocation(config, arch, &gotest, trace)?;
-    inv.modules_image = modules_image(config, &kernel, trace);
+    inv.modules_image = modules_image(config, &kernel, inv.transport, trace);
     let mut outputs = gotest.outputs;
     let guest_config = guest_config(
         config,
@@ -382,14 +382,25 @@ fn guest_config(
 }
 
 /// The image of the kernel's module tree, for modules on demand: none in
-/// standalone mode (the init is the user's) or without a tree. Failing to
-/// make it costs only the feature, which `-debug` tells.
-fn modules_image(config: &Config, kernel: &Kernel, trace: &Trace) -> Option<PathBuf> {
+/// standalone mode (the init is the user's), without a tree, or on a kernel
+/// that cannot mount it (no virtio disk or ext4, which isa runs otherwise
+/// do without). Failing to make it costs only the feature, which `-debug`
+/// tells.
+fn modules_image(
+    config: &Config,
+    kernel: &Kernel,
+    transport: crate::config::Transport,
+    trace: &Trace,
+) -> Option<PathBuf> {
     if config.standalone {
         return None;
     }
     let tree = kernel.modules.as_ref()?;
     let release = kernel.release.as_deref()?;
+    if let Err(e) = kernel.plan_modules(&needed_drivers(transport, false, false, true), &[]) {
+        trace.log(|| format!("no modules on demand: {e}"));
+        return None;
+    }
     let cache = cache_dir()?;
     match crate::target::modindex::image(tree, release, &cache) {
         Ok(image) => {

@@ -269,6 +269,37 @@ fn modular_virtio_without_module_tree_fails_before_boot() {
     );
 }
 
+/// `-transport isa` needs no virtio, so a kernel without it still runs
+/// there, with its module tree but without modules on demand (whose disk is
+/// virtio): virtrun gets as far as starting QEMU.
+#[test]
+fn isa_on_a_kernel_without_virtio_goes_without_modules_on_demand() {
+    let (_dir, image) = kernel_copy(|config| {
+        config
+            .lines()
+            .filter(|l| !l.starts_with("CONFIG_VIRTIO"))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    });
+    // A module tree of such a kernel: no virtio modules in it.
+    let tree = tempfile::tempdir().unwrap();
+    std::fs::write(tree.path().join("modules.dep"), "").unwrap();
+    let out = fails(vec![
+        "-nokvm".into(),
+        "-transport".into(),
+        "isa".into(),
+        "-modulesDir".into(),
+        tree.path().into(),
+        "-qemuBin".into(),
+        "qemu-system-never-started".into(),
+        "-kernel".into(),
+        image.into(),
+        "/usr/bin/env".into(),
+    ]);
+    let line = out.assert_one_line();
+    assert_line_contains(&line, &["qemu-system-never-started"]);
+}
+
 /// A kernel whose configuration says it has no virtio at all (a copy with
 /// its `config-*` edited): one line before booting, naming the option.
 #[test]

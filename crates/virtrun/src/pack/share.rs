@@ -64,9 +64,15 @@ pub fn plan(config: &Config, cwd: &Path) -> Result<Plan, ShareError> {
             ..Plan::default()
         });
     }
-    let bind_main = !visible(&config.binary, &writable);
+    // The guest resolves symlinks in its own root, where /tmp is its own:
+    // the binary's real path tells whether it sees the file.
+    let binary = config
+        .binary
+        .canonicalize()
+        .unwrap_or_else(|_| config.binary.clone());
+    let bind_main = !visible(&binary, &writable);
     Ok(Plan {
-        exec: Some(config.binary.clone()),
+        exec: Some(binary),
         bind_main,
         cwd: Some(cwd.to_path_buf()),
         writable,
