@@ -243,6 +243,15 @@ fn kernel_copy(edit: impl Fn(&str) -> String) -> (tempfile::TempDir, std::path::
     (dir, image)
 }
 
+/// A kernel configuration with every virtio option taken out.
+fn without_virtio(config: &str) -> String {
+    config
+        .lines()
+        .filter(|l| !l.starts_with("CONFIG_VIRTIO"))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
 /// A stock kernel whose virtio drivers are modules, copied away from its
 /// module tree: virtrun says so before booting instead of waiting for a guest
 /// that can never answer.
@@ -274,13 +283,7 @@ fn modular_virtio_without_module_tree_fails_before_boot() {
 /// virtio): virtrun gets as far as starting QEMU.
 #[test]
 fn isa_on_a_kernel_without_virtio_goes_without_modules_on_demand() {
-    let (_dir, image) = kernel_copy(|config| {
-        config
-            .lines()
-            .filter(|l| !l.starts_with("CONFIG_VIRTIO"))
-            .map(|l| format!("{l}\n"))
-            .collect()
-    });
+    let (_dir, image) = kernel_copy(without_virtio);
     // A module tree of such a kernel: no virtio modules in it.
     let tree = tempfile::tempdir().unwrap();
     std::fs::write(tree.path().join("modules.dep"), "").unwrap();
@@ -304,13 +307,7 @@ fn isa_on_a_kernel_without_virtio_goes_without_modules_on_demand() {
 /// its `config-*` edited): one line before booting, naming the option.
 #[test]
 fn kernel_without_virtio_fails_before_boot() {
-    let (_dir, image) = kernel_copy(|config| {
-        config
-            .lines()
-            .filter(|l| !l.starts_with("CONFIG_VIRTIO"))
-            .map(|l| format!("{l}\n"))
-            .collect()
-    });
+    let (_dir, image) = kernel_copy(without_virtio);
     let started = std::time::Instant::now();
     let out = fails(vec![
         "-nokvm".into(),
