@@ -18,12 +18,13 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 use virtrun_protocol::{
-    CONFIG_PATH, Event, Frame, GUEST_ENV, GuestConfig, GuestTimes, LOADER_CONFIG_PATH, MAIN_PATH,
+    BOOT_CONFIG_PATH, BootConfig, CONFIG_PATH, Event, Frame, GUEST_ENV, GuestConfig, GuestTimes,
+    LOADER_CONFIG_PATH, MAIN_PATH, MODULES_DIR, TRANSPORT_MODULES_DIR,
 };
 use virtrun_sysinit::channel::{self, Channels, EventSender, FrameReader};
 use virtrun_sysinit::process::{self, Exit};
 use virtrun_sysinit::setup::{self, Setup};
-use virtrun_sysinit::{INIT_FAILED, fs, log, power};
+use virtrun_sysinit::{INIT_FAILED, cpio, fresh, fs, kmod, log, power};
 
 mod loader;
 mod modprobe;
@@ -56,68 +57,67 @@ fn main() {
 }
 
 /// A failure before the control channel exists only reaches the kernel log.
+///
+/// The guest's life has one save point: boot as every run of this guest
+/// identity does (the boot modules, the channels), then park. A snapshot is
+/// taken there; a restored guest goes on from the same place. Everything
+/// after it belongs to the run: fresh entropy and the clock, the run's
+/// files (when they were not in the initramfs), its configuration, shares.
 fn run(init: u64) -> virtrun_sysinit::Result<()> {
     setup::start()?;
     // The binary's working directory, set here once: a working directory
     // set for the spawn makes std fork the init instead of spawning with
     // vfork semantics, which costs ~20 ms under emulation.
     std::env::set_current_dir("/").map_err(|e| virtrun_sysinit::Error::new("chdir /", e))?;
-    let raw = std::fs::read(CONFIG_PATH)
-        .map_err(|e| virtrun_sysinit::Error::new(format!("read {CONFIG_PATH}"), e))?;
-    fs::remove_if_exists(Path::new(CONFIG_PATH))?;
-    let config = GuestConfig::decode(&raw).map_err(|e| {
-        virtrun_sysinit::Error::new(
-            "decode config",
-            io::Error::new(io::ErrorKind::InvalidData, e),
-        )
-    })?;
+    let boot =
+        BootConfig::decode(&read_file(BOOT_CONFIG_PATH)?).map_err(invalid("decode boot config"))?;
+    // Modules first: they may provide the very drivers the channels need.
+    // The boot modules, then those of a cold run's initramfs (-addModule;
+    // without a module tree they may be the transport's drivers). A failure
+    // is reported once the control channel is open.
+    let setup = Setup::new()
+        .verbose(boot.verbose)
+        .modules_dir(TRANSPORT_MODULES_DIR)
+        .run()
+        .and_then(|()| kmod::load_dir(Path::new(MODULES_DIR)).map(drop));
+    let channels = Channels::open(boot.layout, channel::PORT_WAIT)?;
+    if boot.verbose {
+        log::info("channels open");
+    }
+    let events = EventSender::new(clone(&channels.control)?);
+    let mut frames = FrameReader::new(clone(&channels.control)?);
     let step = |what: &str| {
-        if config.verbose {
+        if boot.verbose {
             log::info(what);
         }
     };
-    step("config read");
-    let extra_env = config.env.iter().filter_map(|var| {
-        let i = var.iter().position(|&b| b == b'=')?;
-        Some((
-            OsStr::from_bytes(&var[..i]),
-            OsStr::from_bytes(&var[i + 1..]),
-        ))
+    let config = setup
+        .and_then(|()| receive_run(&events, &mut frames, &step))
+        .and_then(|()| read_config());
+    let ready = config.and_then(|config| {
+        // SAFETY: no thread has been started yet (the pumps come later).
+        unsafe { set_env(&config) };
+        share::mount(&config)?;
+        step("shares mounted");
+        // Without the tree (a damaged image in the cache, say) the run goes
+        // on as without modules on demand; the log tells why.
+        if config.modules_on_demand
+            && let Err(e) = modprobe::mount_tree()
+        {
+            log::error(&format!("no modules on demand: {e}"));
+        }
+        step("module tree mounted");
+        enter_cwd(&config)?;
+        Ok(config)
     });
-    // SAFETY: no thread has been started yet (the channels and pumps come
-    // later).
-    unsafe {
-        // A -hostRoot binary gets the host's environment, nothing of ours.
-        if config.host_root {
-            setup::clear_env();
-        }
-        setup::set_envs(extra_env);
-    }
-    // Modules first: they may provide the very drivers the channels need. A
-    // failure is reported once the control channel is open.
-    let setup = Setup::new().verbose(config.verbose).run();
-    let channels = Channels::open(config.layout, channel::PORT_WAIT)?;
-    step("channels open");
-    let events = EventSender::new(clone(&channels.control)?);
-    let ready = setup
-        .and_then(|()| share::mount(&config))
-        .map(|()| {
-            // Without the tree (a damaged image in the cache, say) the run
-            // goes on as without modules on demand; the log tells why.
-            if config.modules_on_demand
-                && let Err(e) = modprobe::mount_tree()
-            {
-                log::error(&format!("no modules on demand: {e}"));
+    let (code, done) =
+        match ready.and_then(|config| run_main(&config, channels, frames, &events, init)) {
+            Ok((code, done)) => (code, Some(done)),
+            Err(e) => {
+                let _ = events.send(&Event::Error(e.to_string()));
+                (INIT_FAILED, None)
             }
-        })
-        .and_then(|()| enter_cwd(&config));
-    let (code, done) = match ready.and_then(|()| run_main(&config, channels, &events, init)) {
-        Ok((code, done)) => (code, Some(done)),
-        Err(e) => {
-            let _ = events.send(&Event::Error(e.to_string()));
-            (INIT_FAILED, None)
-        }
-    };
+        };
     events
         .send(&Event::ExitCode(code))
         .map_err(|e| virtrun_sysinit::Error::new("send exit code", e))?;
@@ -129,6 +129,96 @@ fn run(init: u64) -> virtrun_sysinit::Result<()> {
         log::error("the host did not confirm the output; ending anyway");
     }
     Ok(())
+}
+
+fn read_file(path: &str) -> virtrun_sysinit::Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| virtrun_sysinit::Error::new(format!("read {path}"), e))
+}
+
+fn invalid(what: &'static str) -> impl Fn(virtrun_protocol::ConfigError) -> virtrun_sysinit::Error {
+    move |e| virtrun_sysinit::Error::new(what, io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Parks (the save point), then takes the host's entropy and clock and the
+/// run's files: none when they were in the initramfs, an archive unpacked
+/// into the root when this guest was booted for a snapshot.
+fn receive_run(
+    events: &EventSender,
+    frames: &mut FrameReader,
+    step: &dyn Fn(&str),
+) -> virtrun_sysinit::Result<()> {
+    let lost = |what: &str| {
+        virtrun_sysinit::Error::new(what, io::Error::from(io::ErrorKind::UnexpectedEof))
+    };
+    let unexpected = |what: &str, frame: Frame| {
+        virtrun_sysinit::Error::new(
+            what,
+            io::Error::new(io::ErrorKind::InvalidData, format!("{frame:?}")),
+        )
+    };
+    let control = |e| virtrun_sysinit::Error::new("read control", e);
+    events
+        .send(&Event::Parked)
+        .map_err(|e| virtrun_sysinit::Error::new("send parked", e))?;
+    match frames.next_frame().map_err(control)? {
+        Some(Frame::Resume(resume)) => {
+            fresh::apply(&resume)?;
+            step("resumed: entropy and clock from the host");
+        }
+        Some(other) => return Err(unexpected("expected resume", other)),
+        None => return Err(lost("wait for resume")),
+    }
+    events
+        .send(&Event::Resumed)
+        .map_err(|e| virtrun_sysinit::Error::new("send resumed", e))?;
+    let len = match frames.next_frame().map_err(control)? {
+        Some(Frame::Payload(len)) => len,
+        Some(other) => return Err(unexpected("expected the run", other)),
+        None => return Err(lost("wait for the run")),
+    };
+    if len > 0 {
+        let mut payload = frames.payload(len);
+        let entries = cpio::unpack(&mut payload, Path::new("/"))?;
+        step(&format!("the run unpacked: {entries} entries"));
+        // Whatever follows the archive's trailer (padding) is part of it.
+        io::copy(&mut payload, &mut io::sink()).map_err(control)?;
+        kmod::load_dir(Path::new(MODULES_DIR))?;
+    }
+    Ok(())
+}
+
+/// The run's configuration, read and removed.
+fn read_config() -> virtrun_sysinit::Result<GuestConfig> {
+    let raw = read_file(CONFIG_PATH)?;
+    fs::remove_if_exists(Path::new(CONFIG_PATH))?;
+    let config = GuestConfig::decode(&raw).map_err(invalid("decode config"))?;
+    if config.verbose {
+        log::info("config read");
+    }
+    Ok(config)
+}
+
+/// The binary's environment: ours ([`GUEST_ENV`]) then the run's; a
+/// -hostRoot binary gets the host's environment, nothing of ours.
+///
+/// # Safety
+///
+/// No other thread may exist.
+unsafe fn set_env(config: &GuestConfig) {
+    let extra_env = config.env.iter().filter_map(|var| {
+        let i = var.iter().position(|&b| b == b'=')?;
+        Some((
+            OsStr::from_bytes(&var[..i]),
+            OsStr::from_bytes(&var[i + 1..]),
+        ))
+    });
+    // SAFETY: the caller guarantees a single thread.
+    unsafe {
+        if config.host_root {
+            setup::clear_env();
+        }
+        setup::set_envs(extra_env);
+    }
 }
 
 /// Moves to the binary's working directory (the spawn inherits it) and
@@ -152,6 +242,7 @@ fn clone(file: &File) -> virtrun_sysinit::Result<File> {
 fn run_main(
     config: &GuestConfig,
     channels: Channels,
+    frames: FrameReader,
     events: &EventSender,
     init: u64,
 ) -> virtrun_sysinit::Result<(i32, mpsc::Receiver<()>)> {
@@ -159,7 +250,7 @@ fn run_main(
     let pipe = || io::pipe().map_err(|e| virtrun_sysinit::Error::new("create pipe", e));
     let ((stdin_r, stdin_w), (out_r, out_w), (err_r, err_w)) = (pipe()?, pipe()?, pipe()?);
     let Channels {
-        control,
+        control: _,
         stdout: out_port,
         stderr: err_port,
     } = channels;
@@ -172,7 +263,7 @@ fn run_main(
     // sending while the binary starts up.
     let pid_slot = Arc::new(AtomicU32::new(0));
     forward_frames(
-        FrameReader::new(control),
+        frames,
         stdin_w,
         Arc::clone(&pid_slot),
         events.clone(),
@@ -352,6 +443,9 @@ fn forward_frames(
                 Frame::Done => {
                     let _ = done.send(());
                 }
+                // Only before the run; a host that sends them later is
+                // ignored.
+                Frame::Resume(_) | Frame::Payload(_) => {}
                 Frame::Signal(sig) => match pid.load(Ordering::SeqCst) {
                     // Not started yet: nothing to deliver it to.
                     0 => {}

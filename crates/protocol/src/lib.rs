@@ -71,6 +71,10 @@ pub const LIB_DIR: &str = "/lib";
 /// Directory of kernel modules in the guest, loaded in lexical order.
 pub const MODULES_DIR: &str = "/lib/modules";
 
+/// Where the host puts the [`BootConfig`] of the default init: what it needs
+/// before the run arrives.
+pub const BOOT_CONFIG_PATH: &str = "/virtrun.boot";
+
 /// Where the host puts the [`LoaderConfig`] of a standalone guest whose
 /// transport needs drivers: `/init` is then virtrun's loader, which loads
 /// them, removes this file and [`TRANSPORT_MODULES_DIR`], and `exec`s
@@ -397,6 +401,51 @@ impl GuestConfig {
     }
 }
 
+/// What the default init needs from boot to [`Event::Parked`], written to
+/// [`BOOT_CONFIG_PATH`]; the same for every run of one guest identity (a
+/// restored guest was booted with it). Everything else is in the run's
+/// [`GuestConfig`], which may arrive only after the guest parked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BootConfig {
+    /// Which devices carry control and streams.
+    pub layout: Layout,
+    /// Whether the init should narrate its boot on the log.
+    pub verbose: bool,
+}
+
+impl BootConfig {
+    /// Serialises the configuration.
+    pub fn encode(&self) -> Vec<u8> {
+        format!(
+            "layout\0{}\0verbose\0{}\0",
+            self.layout.as_str(),
+            u8::from(self.verbose)
+        )
+        .into_bytes()
+    }
+
+    /// Parses what [`BootConfig::encode`] wrote.
+    pub fn decode(data: &[u8]) -> Result<Self, ConfigError> {
+        let body = data
+            .strip_suffix(&[0])
+            .ok_or_else(|| ConfigError("not NUL-terminated".into()))?;
+        let fields: Vec<&[u8]> = body.split(|&b| b == 0).collect();
+        let mut layout = None;
+        let mut verbose = false;
+        for pair in fields.chunks(2) {
+            match pair {
+                [b"layout", l] => layout = Layout::parse(l),
+                [b"verbose", v] => verbose = *v == b"1",
+                _ => return Err(ConfigError("bad boot config".into())),
+            }
+        }
+        Ok(BootConfig {
+            layout: layout.ok_or_else(|| ConfigError("no layout".into()))?,
+            verbose,
+        })
+    }
+}
+
 /// What the standalone loader is told, written to [`LOADER_CONFIG_PATH`]: how
 /// many virtio console ports (`hvc0`, `hvc1`, …) the user's init expects, so
 /// that it starts only once they all exist. Encoded like [`GuestConfig`].
@@ -458,6 +507,48 @@ pub enum Frame {
     /// the guest may end. (A virtio port's write returns once the data is
     /// queued, not once the host has it.)
     Done,
+    /// The answer to [`Event::Parked`]: go on, as a guest of this moment.
+    /// The guest answers with [`Event::Resumed`].
+    Resume(Resume),
+    /// The run follows: exactly this many raw bytes after the frame, a
+    /// `newc` cpio archive the init unpacks into its root (none when the
+    /// run was in the initramfs already).
+    Payload(u64),
+}
+
+/// What makes a guest fresh, whether it booted or was restored from a
+/// snapshot taken when it parked: the host's entropy and clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resume {
+    /// Bytes from the host's random source, added to the guest's pool, which
+    /// is then reseeded.
+    pub seed: [u8; 32],
+    /// The host's wall clock: seconds since the epoch.
+    pub secs: i64,
+    /// The host's wall clock: nanoseconds within the second.
+    pub nanos: u32,
+}
+
+impl Resume {
+    const LEN: usize = 32 + 8 + 4;
+
+    fn encode(&self) -> Vec<u8> {
+        let mut out = self.seed.to_vec();
+        out.extend_from_slice(&self.secs.to_le_bytes());
+        out.extend_from_slice(&self.nanos.to_le_bytes());
+        out
+    }
+
+    fn decode(b: &[u8]) -> Option<Self> {
+        if b.len() != Self::LEN {
+            return None;
+        }
+        Some(Resume {
+            seed: b[..32].try_into().ok()?,
+            secs: i64::from_le_bytes(b[32..40].try_into().ok()?),
+            nanos: u32::from_le_bytes(b[40..44].try_into().ok()?),
+        })
+    }
 }
 
 /// Most bytes of stdin the host sends in one frame.
@@ -472,6 +563,8 @@ const FRAME_STDIN: u8 = 1;
 const FRAME_STDIN_EOF: u8 = 2;
 const FRAME_SIGNAL: u8 = 3;
 const FRAME_DONE: u8 = 4;
+const FRAME_RESUME: u8 = 5;
+const FRAME_PAYLOAD: u8 = 6;
 
 /// Length of a frame header on the wire.
 pub const FRAME_HEADER_LEN: usize = 5;
@@ -479,11 +572,20 @@ pub const FRAME_HEADER_LEN: usize = 5;
 impl Frame {
     /// Serialises the frame.
     pub fn encode(&self) -> Vec<u8> {
+        let owned;
         let (kind, payload): (u8, &[u8]) = match self {
             Frame::Stdin(data) => (FRAME_STDIN, data),
             Frame::StdinEof => (FRAME_STDIN_EOF, &[]),
             Frame::Signal(sig) => (FRAME_SIGNAL, std::slice::from_ref(sig)),
             Frame::Done => (FRAME_DONE, &[]),
+            Frame::Resume(r) => {
+                owned = r.encode();
+                (FRAME_RESUME, &owned)
+            }
+            Frame::Payload(len) => {
+                owned = len.to_le_bytes().to_vec();
+                (FRAME_PAYLOAD, &owned)
+            }
         };
         let mut out = Vec::with_capacity(FRAME_HEADER_LEN + payload.len());
         out.push(kind);
@@ -510,6 +612,12 @@ impl Frame {
             (FRAME_STDIN_EOF, []) => Frame::StdinEof,
             (FRAME_SIGNAL, [sig]) => Frame::Signal(*sig),
             (FRAME_DONE, []) => Frame::Done,
+            (FRAME_RESUME, b) if Resume::decode(b).is_some() => {
+                Frame::Resume(Resume::decode(b).unwrap_or_else(|| unreachable!()))
+            }
+            (FRAME_PAYLOAD, b) if b.len() == 8 => {
+                Frame::Payload(u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+            }
             (kind, _) => return Err(ConfigError(format!("bad frame kind {kind}"))),
         };
         Ok(Some((frame, FRAME_HEADER_LEN + len)))
@@ -519,6 +627,13 @@ impl Frame {
 /// A message guest → host on the control channel, one per line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
+    /// The init has booted as far as every run of its guest identity does
+    /// (modules of the transport loaded, channels open) and waits for
+    /// [`Frame::Resume`]: the moment a snapshot is taken.
+    Parked,
+    /// The init took [`Frame::Resume`] (a restored guest is alive) and waits
+    /// for [`Frame::Payload`].
+    Resumed,
     /// The init has its channels open and accepts stdin frames.
     Ready,
     /// The binary started (its first instruction is near).
@@ -556,6 +671,8 @@ pub enum Event {
     ExitCode(i32),
 }
 
+const EV_PARKED: &str = "VIRTRUN_PARKED";
+const EV_RESUMED: &str = "VIRTRUN_RESUMED";
 const EV_READY: &str = "VIRTRUN_READY";
 const EV_STARTED: &str = "VIRTRUN_STARTED";
 const EV_ACK: &str = "VIRTRUN_STDIN_ACK: ";
@@ -584,6 +701,8 @@ impl fmt::Display for Event {
     /// The line for this event, without its newline.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Event::Parked => f.write_str(EV_PARKED),
+            Event::Resumed => f.write_str(EV_RESUMED),
             Event::Ready => f.write_str(EV_READY),
             Event::Started => f.write_str(EV_STARTED),
             Event::StdinAck(n) => write!(f, "{EV_ACK}{n}"),
@@ -656,6 +775,8 @@ impl Event {
             return Some(Event::Times(t));
         }
         match line {
+            EV_PARKED => Some(Event::Parked),
+            EV_RESUMED => Some(Event::Resumed),
             EV_READY => Some(Event::Ready),
             EV_STARTED => Some(Event::Started),
             EV_OOM => Some(Event::OutOfMemory),
@@ -691,6 +812,18 @@ mod tests {
             modules_on_demand: true,
         };
         assert_eq!(GuestConfig::decode(&cfg.encode()).unwrap(), cfg);
+    }
+
+    #[test]
+    fn boot_config_round_trip() {
+        for layout in [Layout::Serial, Layout::Virtio] {
+            for verbose in [false, true] {
+                let cfg = BootConfig { layout, verbose };
+                assert_eq!(BootConfig::decode(&cfg.encode()).unwrap(), cfg);
+            }
+        }
+        assert!(BootConfig::decode(b"verbose\x001\0").is_err());
+        assert!(BootConfig::decode(b"layout\0tape\0").is_err());
     }
 
     #[test]
@@ -730,6 +863,12 @@ mod tests {
             Frame::Signal(2),
             Frame::StdinEof,
             Frame::Done,
+            Frame::Resume(Resume {
+                seed: [7; 32],
+                secs: -3,
+                nanos: 999_999_999,
+            }),
+            Frame::Payload(u64::MAX),
         ];
         let wire: Vec<u8> = frames.iter().flat_map(Frame::encode).collect();
         let mut buf = Vec::new();
@@ -750,11 +889,15 @@ mod tests {
         assert!(Frame::decode(&[1, 0xff, 0xff, 0, 0]).is_err());
         assert!(Frame::decode(&[9, 0, 0, 0, 0]).is_err());
         assert!(Frame::decode(&[3, 0, 0, 0, 0]).is_err());
+        assert!(Frame::decode(&[5, 1, 0, 0, 0, 0]).is_err());
+        assert!(Frame::decode(&[6, 4, 0, 0, 0, 0, 0, 0, 0]).is_err());
     }
 
     #[test]
     fn events_round_trip() {
         for ev in [
+            Event::Parked,
+            Event::Resumed,
             Event::Ready,
             Event::Started,
             Event::StdinAck(4096),

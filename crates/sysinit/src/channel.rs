@@ -243,6 +243,11 @@ impl FrameReader {
         }
     }
 
+    /// The `len` raw bytes that follow a [`Frame::Payload`].
+    pub fn payload(&mut self, len: u64) -> Payload<'_> {
+        Payload { frames: self, len }
+    }
+
     /// The next frame; `None` when the host closed the channel.
     pub fn next_frame(&mut self) -> io::Result<Option<Frame>> {
         let mut chunk = [0u8; 8192];
@@ -260,5 +265,32 @@ impl FrameReader {
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+/// The raw bytes after a [`Frame::Payload`]: what the reader had buffered
+/// first, then the channel, up to the announced length.
+#[derive(Debug)]
+pub struct Payload<'a> {
+    frames: &'a mut FrameReader,
+    len: u64,
+}
+
+impl Read for Payload<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = usize::try_from(self.len).map_or(buf.len(), |l| l.min(buf.len()));
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = if self.frames.buf.is_empty() {
+            self.frames.file.read(&mut buf[..want])?
+        } else {
+            let n = want.min(self.frames.buf.len());
+            buf[..n].copy_from_slice(&self.frames.buf[..n]);
+            self.frames.buf.drain(..n);
+            n
+        };
+        self.len -= n as u64;
+        Ok(n)
     }
 }

@@ -76,6 +76,8 @@
 
 pub mod channel;
 pub mod console;
+pub mod cpio;
+pub mod fresh;
 pub mod fs;
 mod init;
 pub mod kmod;

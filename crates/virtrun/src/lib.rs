@@ -16,6 +16,7 @@
 
 #![deny(missing_docs)]
 
+pub mod cache;
 pub mod config;
 pub mod outcome;
 pub mod pack;

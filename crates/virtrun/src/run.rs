@@ -10,7 +10,8 @@ use crate::target::kernel::{Kernel, ModulePlan, needed_drivers};
 use crate::target::libs::{Resolved, Resolver};
 use crate::trace::Trace;
 use crate::vm::qemu::Invocation;
-use crate::vm::supervisor::{self, Report};
+use crate::vm::snapshot::Identity;
+use crate::vm::supervisor::{self, Report, Start};
 use anyhow::{Context, Result, bail};
 use signal_hook::iterator::Signals;
 use std::ffi::{OsStr, OsString};
@@ -19,7 +20,7 @@ use std::io::BufWriter;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use virtrun_protocol::{GuestConfig, Layout, LoaderConfig, STANDALONE_PORTS};
+use virtrun_protocol::{BootConfig, GuestConfig, Layout, LoaderConfig, STANDALONE_PORTS};
 
 /// The default init for each architecture, built (and LZ4-compressed) by
 /// `scripts/build-guest-init`.
@@ -51,23 +52,7 @@ fn use_kvm(config: &Config, arch: Arch) -> bool {
 /// go straight to emulation instead of waiting for the watchdog again.
 fn kvm_known_broken() -> Option<std::path::PathBuf> {
     let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
-    Some(cache_dir()?.join(format!("kvm-broken-{}", boot_id.trim())))
-}
-
-/// virtrun's cache: `$VIRTRUN_CACHE`, else `$XDG_CACHE_HOME/virtrun`, else
-/// `~/.cache/virtrun` (where `scripts/setup` also puts kernels); created on
-/// demand.
-pub(crate) fn cache_dir() -> Option<std::path::PathBuf> {
-    let env = |k| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(std::path::PathBuf::from)
-    };
-    let dir = env("VIRTRUN_CACHE")
-        .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("virtrun")))
-        .or_else(|| env("HOME").map(|d| d.join(".cache/virtrun")))?;
-    std::fs::create_dir_all(&dir).ok()?;
-    Some(dir)
+    Some(crate::cache::dir()?.join(format!("kvm-broken-{}", boot_id.trim())))
 }
 
 /// Variables passed to the binary when set on the host: what test harnesses
@@ -198,26 +183,198 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
         )
     });
     let plan = plan_archive(config, arch, &kernel, &inv, &modules, &guest_config, &libs)?;
+    let identity = snapshot_identity(config, &inv, &modules, trace);
+    let mut boot = Boot {
+        inv: &mut inv,
+        outputs: &outputs,
+        config,
+        signals: &mut signals,
+        doubt: modules.doubt.as_deref(),
+        trace,
+    };
+    match identity {
+        Some(identity) => boot.warm(&identity, plan),
+        None => boot.cold(&plan),
+    }
+}
 
-    let (archive, keep_dir) = write_archive(config, &plan)?;
-    trace.log(|| "initramfs written".into());
+/// The identity of the guest to restore or save, when warm start applies:
+/// on by default, but not for `-noSnapshot`, a standalone init (PID 1 is
+/// the user's from the start), the serial transport (a run over a UART
+/// would cost more than the boot), `-keepInitramfs` (it keeps the archive
+/// a cold boot uses), or drivers the host could not check (modules given
+/// without a tree may be the transport's, needed before the save point).
+fn snapshot_identity(
+    config: &Config,
+    inv: &Invocation,
+    modules: &ModulePlan,
+    trace: &Trace,
+) -> Option<Identity> {
+    let cold = if config.no_snapshot {
+        Some("-noSnapshot")
+    } else if config.standalone {
+        Some("-standalone")
+    } else if inv.layout() != Layout::Virtio {
+        Some("a serial transport")
+    } else if config.keep_initramfs {
+        Some("-keepInitramfs")
+    } else if modules.doubt.is_some() {
+        Some("drivers not checked against a module tree")
+    } else {
+        None
+    };
+    if let Some(why) = cold {
+        trace.log(|| format!("cold boot: no warm start with {why}"));
+        return None;
+    }
+    let cache = crate::cache::dir()?;
+    let mut files: Vec<&Path> = vec![&config.kernel, &inv.kernel];
+    files.extend(inv.modules_image.as_deref());
+    files.extend(modules.transport.iter().map(PathBuf::as_path));
+    let argv = inv.args(&supervisor::channel_fds(inv.channels().len()));
+    Some(Identity::new(&cache, &inv.qemu_bin, &argv, &files))
+}
 
-    // A signal while packing: nothing runs yet, just clean up.
-    if let Some(sig) = signals.pending().next() {
-        return Ok(Outcome {
+/// Boots the guest, cold or warm, with what every boot needs.
+struct Boot<'a> {
+    inv: &'a mut Invocation,
+    outputs: &'a [gotest::Output],
+    config: &'a Config,
+    signals: &'a mut Signals,
+    /// Why the drivers may be missing, for the outcome.
+    doubt: Option<&'a str>,
+    trace: &'a Trace,
+}
+
+impl Boot<'_> {
+    /// A cold boot from an initramfs that holds the whole run.
+    fn cold(&mut self, plan: &Plan) -> Result<Outcome> {
+        let (archive, keep_dir) = write_archive(self.config, plan)?;
+        self.trace.log(|| "initramfs written".into());
+        if let Some(outcome) = self.interrupted() {
+            return Ok(outcome);
+        }
+        let mut report = self.run(&archive, Start::Cold)?;
+        if self.kvm_broken(&report) {
+            report = self.run(&archive, Start::Cold)?;
+        }
+        if let Some(dir) = keep_dir {
+            let kept = dir.keep();
+            eprintln!(
+                "virtrun: initramfs kept at {}",
+                kept.join(KEPT_ARCHIVE).display()
+            );
+        }
+        Ok(self.outcome(&report))
+    }
+
+    /// A warm start: the snapshot restored and the run handed over; without
+    /// a snapshot, or when restoring fails before the guest resumed, a cold
+    /// boot that makes one. (Under a KVM that turns out broken: a cold boot
+    /// under emulation.)
+    fn warm(&mut self, identity: &Identity, plan: Plan) -> Result<Outcome> {
+        let (boot_plan, run_plan) = plan.clone().split();
+        let (payload, _) = write_archive(self.config, &run_plan)?;
+        if let Some(outcome) = self.interrupted() {
+            return Ok(outcome);
+        }
+        if let Some(snapshot) = identity.open() {
+            self.trace
+                .log(|| format!("warm start from {}", identity.path.display()));
+            // A restored guest has its initramfs in its memory already;
+            // QEMU still wants a file it can map.
+            let empty = crate::scratch::unnamed().context("creating an empty initramfs")?;
+            let report = self.run(
+                &empty,
+                Start::Restore {
+                    snapshot: &snapshot,
+                    payload: &payload,
+                },
+            )?;
+            if self.kvm_broken(&report) {
+                return self.cold(&plan);
+            }
+            let Some(why) = &report.restore_failure else {
+                return Ok(self.outcome(&report));
+            };
+            self.trace
+                .log(|| format!("restore failed ({why}): booting cold instead"));
+            identity.discard(&snapshot);
+        } else {
+            self.trace.log(|| {
+                format!(
+                    "cold boot: no snapshot {} yet, making it",
+                    identity.path.display()
+                )
+            });
+        }
+        let snapshot = match identity.pending() {
+            Ok(pending) => pending,
+            Err(e) => {
+                self.trace
+                    .log(|| format!("cold boot: cannot make a snapshot: {e}"));
+                return self.cold(&plan);
+            }
+        };
+        let (boot, _) = write_archive(self.config, &boot_plan)?;
+        let report = self.run(
+            &boot,
+            Start::Save {
+                snapshot,
+                payload: &payload,
+            },
+        )?;
+        if self.kvm_broken(&report) {
+            return self.cold(&plan);
+        }
+        if let Some(cache) = identity.path.parent() {
+            let removed = crate::cache::enforce(cache, crate::cache::max(), &[&identity.path]);
+            if !removed.is_empty() {
+                self.trace
+                    .log(|| format!("cache over its cap: removed {removed:?}"));
+            }
+        }
+        Ok(self.outcome(&report))
+    }
+
+    /// A signal while packing: nothing runs yet, just clean up.
+    fn interrupted(&mut self) -> Option<Outcome> {
+        let sig = self.signals.pending().next()?;
+        Some(Outcome {
             code: 128 + sig as u8,
             message: Some(format!("interrupted by {}", outcome::signal_name(sig))),
-        });
+        })
     }
-    let report = boot(&mut inv, &archive, &outputs, config, &mut signals, trace)?;
-    if let Some(dir) = keep_dir {
-        let kept = dir.keep();
-        eprintln!(
-            "virtrun: initramfs kept at {}",
-            kept.join(KEPT_ARCHIVE).display()
-        );
+
+    fn outcome(&self, report: &Report) -> Outcome {
+        outcome::decide(report, self.doubt)
     }
-    Ok(outcome::decide(&report, modules.doubt.as_deref()))
+
+    fn run(&mut self, archive: &File, start: Start<'_>) -> Result<Report> {
+        Ok(supervisor::run(
+            self.inv,
+            archive,
+            start,
+            self.outputs,
+            self.config.timeout,
+            self.signals,
+            self.trace,
+        )?)
+    }
+
+    /// Whether KVM turned out broken: then says so once, remembers it and
+    /// switches to emulation for the run to be repeated.
+    fn kvm_broken(&mut self, report: &Report) -> bool {
+        let Some(why) = &report.kvm_failure else {
+            return false;
+        };
+        eprintln!("virtrun: warning: KVM is not usable here ({why}); using emulation");
+        if let Some(marker) = kvm_known_broken() {
+            let _ = std::fs::write(marker, why);
+        }
+        self.inv.kvm = false;
+        true
+    }
 }
 
 /// The binary's architecture and the kernel, which must match.
@@ -301,7 +458,7 @@ fn invocation(
         },
     )?;
     if arch == Arch::Amd64
-        && let Some(cache) = cache_dir()
+        && let Some(cache) = crate::cache::dir()
     {
         match crate::target::vmlinux::pvh_image(&config.kernel, &cache) {
             Ok(Some(vmlinux)) => {
@@ -401,7 +558,7 @@ fn modules_image(
         trace.log(|| format!("no modules on demand: {e}"));
         return None;
     }
-    let cache = cache_dir()?;
+    let cache = crate::cache::dir()?;
     match crate::target::modindex::image(tree, release, &cache) {
         Ok(image) => {
             trace.log(|| format!("module tree image {}", image.display()));
@@ -434,7 +591,10 @@ fn plan_archive(
             .collect::<Result<Vec<_>, _>>()
     };
     let loader = config.standalone && inv.layout() == Layout::Virtio;
-    let (lib_modules, transport_modules) = if loader {
+    // The default init and the loader load the boot modules first, from
+    // their own directory; a standalone init without the loader finds all
+    // in /lib/modules.
+    let (lib_modules, transport_modules) = if loader || !config.standalone {
         (
             guest_modules(&modules.user)?,
             guest_modules(&modules.transport)?,
@@ -452,6 +612,13 @@ fn plan_archive(
             Some(guest_init(arch)?)
         },
         config: (!config.standalone).then(|| guest_config.encode()),
+        boot: (!config.standalone).then(|| {
+            BootConfig {
+                layout: inv.layout(),
+                verbose: config.verbose,
+            }
+            .encode()
+        }),
         loader: loader.then(|| {
             LoaderConfig {
                 ports: STANDALONE_PORTS + inv.file_ports,
@@ -488,35 +655,6 @@ fn write_archive(config: &Config, plan: &Plan) -> Result<(File, Option<tempfile:
         .map_err(|e| e.into_error())
         .context("writing initramfs")?;
     Ok((archive, keep_dir))
-}
-
-/// Runs the guest; when KVM turns out broken, says so once, remembers it
-/// and runs again under emulation.
-fn boot(
-    inv: &mut Invocation,
-    archive: &File,
-    outputs: &[gotest::Output],
-    config: &Config,
-    signals: &mut Signals,
-    trace: &Trace,
-) -> Result<Report> {
-    let report = supervisor::run(inv, archive, outputs, config.timeout, signals, trace)?;
-    let Some(why) = &report.kvm_failure else {
-        return Ok(report);
-    };
-    eprintln!("virtrun: warning: KVM is not usable here ({why}); using emulation");
-    if let Some(marker) = kvm_known_broken() {
-        let _ = std::fs::write(marker, why);
-    }
-    inv.kvm = false;
-    Ok(supervisor::run(
-        inv,
-        archive,
-        outputs,
-        config.timeout,
-        signals,
-        trace,
-    )?)
 }
 
 #[cfg(test)]

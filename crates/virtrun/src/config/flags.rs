@@ -17,6 +17,7 @@ pub(super) enum Flag {
     ModulesDir,
     NoGoTestFlagRewrite,
     NoKvm,
+    NoSnapshot,
     QemuBin,
     Share,
     Smp,
@@ -122,6 +123,12 @@ pub(super) const FLAGS: &[FlagSpec] = &[
         name: "noGoTestFlagRewrite",
         value: None,
         help: "disable automatic go test flag rewrite for file based output.",
+    },
+    FlagSpec {
+        flag: Flag::NoSnapshot,
+        name: "noSnapshot",
+        value: None,
+        help: "boot the guest cold: neither restore a snapshot from the cache nor make one",
     },
     FlagSpec {
         flag: Flag::NoKvm,

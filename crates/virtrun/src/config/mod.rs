@@ -90,6 +90,8 @@ pub struct Config {
     pub cpu: Option<String>,
     /// Never use KVM.
     pub no_kvm: bool,
+    /// Boot cold: no snapshot restored or made (warm start off).
+    pub no_snapshot: bool,
     /// Console transport; `None` = default by arch.
     pub transport: Option<Transport>,
     /// Guest memory in MiB, 128..=16384.
@@ -263,6 +265,7 @@ struct Raw {
     machine: Option<String>,
     cpu: Option<String>,
     no_kvm: bool,
+    no_snapshot: bool,
     transport: Option<Transport>,
     memory_mb: u32,
     smp: u32,
@@ -290,6 +293,7 @@ impl Default for Raw {
             machine: None,
             cpu: None,
             no_kvm: false,
+            no_snapshot: false,
             transport: None,
             memory_mb: MEMORY_DEFAULT,
             smp: SMP_DEFAULT,
@@ -374,6 +378,7 @@ impl Raw {
                 Flag::KeepInitramfs => self.keep_initramfs = on,
                 Flag::NoGoTestFlagRewrite => self.no_go_test_flag_rewrite = on,
                 Flag::NoKvm => self.no_kvm = on,
+                Flag::NoSnapshot => self.no_snapshot = on,
                 Flag::Standalone => self.standalone = on,
                 Flag::Verbose => self.verbose = on,
                 Flag::Version => self.version = on,
@@ -458,6 +463,7 @@ impl Raw {
             machine: self.machine,
             cpu: self.cpu,
             no_kvm: self.no_kvm,
+            no_snapshot: self.no_snapshot,
             transport: self.transport,
             memory_mb: self.memory_mb,
             smp: self.smp,
@@ -662,6 +668,7 @@ mod tests {
                 machine: None,
                 cpu: None,
                 no_kvm: false,
+                no_snapshot: false,
                 transport: None,
                 memory_mb: 256,
                 smp: 1,
@@ -1545,6 +1552,7 @@ mod tests {
                 "memory",
                 "modulesDir",
                 "noGoTestFlagRewrite",
+                "noSnapshot",
                 "nokvm",
                 "qemuBin",
                 "share",

@@ -101,6 +101,8 @@ pub struct Input<'a> {
     pub init: Option<Vec<u8>>,
     /// The init's configuration (wrapped mode).
     pub config: Option<Vec<u8>>,
+    /// The init's boot configuration (wrapped mode).
+    pub boot: Option<Vec<u8>>,
     /// The standalone loader's configuration: `init` is then the loader in
     /// front of the binary, and `transport_modules` are its to load.
     pub loader: Option<Vec<u8>>,
@@ -110,7 +112,10 @@ pub struct Input<'a> {
     pub files: &'a [PathBuf],
     /// Kernel modules for `/lib/modules`, in load order.
     pub modules: &'a [Module],
-    /// The transport's drivers for the standalone loader, in load order.
+    /// The modules to load at boot, before the channels open, in load
+    /// order: the transport's drivers and what shares and the module tree
+    /// need (the wrapped init's), or the transport's (the standalone
+    /// loader's).
     pub transport_modules: &'a [Module],
     /// Shared libraries of the binary and the files.
     pub libs: &'a Resolved,
@@ -213,6 +218,9 @@ impl Plan {
         if let Some(config) = &input.config {
             plan.add(rel(proto::CONFIG_PATH), generated(config.clone()))?;
         }
+        if let Some(boot) = &input.boot {
+            plan.add(rel(proto::BOOT_CONFIG_PATH), generated(boot.clone()))?;
+        }
         for file in input.files {
             let path = format!("{}/{}", rel(proto::DATA_DIR), file_name(file)?);
             plan.add(&path, host_file(file, None))?;
@@ -243,6 +251,31 @@ impl Plan {
             )?;
         }
         Ok(())
+    }
+
+    /// Splits the plan at the guest's save point: what the guest boots with
+    /// (the init, its boot configuration and modules, the device nodes) and
+    /// what the run brings after it parked (everything else). Both have
+    /// every directory.
+    pub fn split(self) -> (Plan, Plan) {
+        let boot_only = |path: &str| {
+            path == rel(proto::INIT_PATH)
+                || path == rel(proto::BOOT_CONFIG_PATH)
+                || path.starts_with("dev/")
+                || path.starts_with(&format!("{}/", rel(proto::TRANSPORT_MODULES_DIR)))
+        };
+        let (mut boot, mut run) = (Plan::default(), Plan::default());
+        for (path, node) in self.entries {
+            if node == Node::Dir {
+                run.entries.insert(path.clone(), Node::Dir);
+                boot.entries.insert(path, node);
+            } else if boot_only(&path) {
+                boot.entries.insert(path, node);
+            } else {
+                run.entries.insert(path, node);
+            }
+        }
+        (boot, run)
     }
 
     /// The planned entries in archive order.
@@ -402,6 +435,7 @@ mod tests {
         Plan::new(&Input {
             init: init.map(<[u8]>::to_vec),
             config: Some(b"cfg".to_vec()),
+            boot: None,
             loader: None,
             main: Some(Path::new("/usr/bin/tree")),
             files: &["/usr/bin/bash".into(), "/etc/hostname".into()],
@@ -487,6 +521,7 @@ mod tests {
         let plan = Plan::new(&Input {
             init: Some(b"LOADER".to_vec()),
             config: None,
+            boot: None,
             loader: Some(b"ports\x002\0".to_vec()),
             main: Some(Path::new("/usr/bin/tree")),
             files: &[],
@@ -531,6 +566,7 @@ mod tests {
         let err = Plan::new(&Input {
             init: None,
             config: None,
+            boot: None,
             loader: None,
             main: Some(Path::new("/usr/bin/env")),
             files: &["/usr/bin/env".into(), "/bin/env".into()],
@@ -555,6 +591,7 @@ mod tests {
         let plan = Plan::new(&Input {
             init: Some(b"INIT".to_vec()),
             config: None,
+            boot: None,
             loader: None,
             main: Some(&main),
             files: &[],

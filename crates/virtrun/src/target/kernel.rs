@@ -908,7 +908,7 @@ pub(crate) mod tests {
         let path = std::env::var_os("VIRTRUN_TEST_KERNEL")
             .filter(|_| arch == "amd64")
             .map(PathBuf::from)
-            .or_else(|| crate::run::cache_dir().map(|c| c.join(format!("kernels/{arch}/vmlinuz"))))
+            .or_else(|| crate::cache::dir().map(|c| c.join(format!("kernels/{arch}/vmlinuz"))))
             .unwrap();
         assert!(
             path.exists(),

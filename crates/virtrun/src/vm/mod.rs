@@ -4,4 +4,6 @@
 
 pub mod port;
 pub mod qemu;
+pub mod qmp;
+pub mod snapshot;
 pub mod supervisor;

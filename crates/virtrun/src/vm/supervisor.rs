@@ -13,6 +13,8 @@ use crate::pack::gotest::{FIRST_FILE_PORT, Output};
 use crate::trace::Trace;
 use crate::vm::port::PortReader;
 use crate::vm::qemu::{Channel, Invocation};
+use crate::vm::qmp::Qmp;
+use crate::vm::snapshot::Pending;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use std::ffi::OsString;
@@ -28,8 +30,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 use virtrun_protocol::{
-    Event, Frame, INIT_FATAL_PREFIX, INIT_LOG_PREFIX, MAX_EVENT_LINE, MAX_STDIN_FRAME, Role,
-    STDIN_WINDOW, standalone_exit_code,
+    Event, Frame, INIT_FATAL_PREFIX, INIT_LOG_PREFIX, MAX_EVENT_LINE, MAX_STDIN_FRAME, Resume,
+    Role, STDIN_WINDOW, standalone_exit_code,
 };
 
 /// What the guest said and did, collected from all channels.
@@ -69,7 +71,43 @@ pub struct Report {
     /// KVM was used and failed before the guest showed a sign of life: the
     /// run should be repeated under emulation.
     pub kvm_failure: Option<String>,
+    /// The guest took the host's entropy and clock ([`Event::Resumed`]):
+    /// from here on the run is handed over, and a failure is its own.
+    pub resumed: bool,
+    /// Restoring the snapshot failed before the guest resumed: nothing of
+    /// the run was handed over, a cold boot may take its place.
+    pub restore_failure: Option<String>,
 }
+
+/// Where the guest comes from.
+#[derive(Debug)]
+pub enum Start<'a> {
+    /// Booted from an initramfs that holds the whole run.
+    Cold,
+    /// Booted from an initramfs that holds the boot part; saved to
+    /// `snapshot` once parked, then given `payload`, the run.
+    Save {
+        /// Where the snapshot goes.
+        snapshot: Pending,
+        /// The run: a cpio archive.
+        payload: &'a std::fs::File,
+    },
+    /// Restored from `snapshot`, then given `payload`, the run.
+    Restore {
+        /// The snapshot, opened read-only.
+        snapshot: &'a std::fs::File,
+        /// The run: a cpio archive.
+        payload: &'a std::fs::File,
+    },
+}
+
+/// How long a restored guest may take to answer: restores take a tenth of
+/// a second; one that takes this long is broken, and a cold boot does
+/// better.
+const RESTORE_DEADLINE: Duration = Duration::from_secs(10);
+
+/// How long QEMU may take to save a parked guest.
+const SAVE_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Most errors of one kind a report keeps: a guest that floods errors
 /// cannot make virtrun's memory grow, and the first one is what is shown.
@@ -127,6 +165,11 @@ pub fn archive_path() -> std::path::PathBuf {
     format!("/dev/fd/{ARCHIVE_FD}").into()
 }
 
+/// The fds QEMU sees the ends of `channels` channels at.
+pub fn channel_fds(channels: usize) -> Vec<i32> {
+    (0..channels as i32).map(|i| FIRST_CHANNEL_FD + i).collect()
+}
+
 /// Signals virtrun passes on to the binary. Register them with
 /// [`catch_signals`] before anything that must be cleaned up exists.
 const FORWARDED: [i32; 3] = [SIGINT, SIGTERM, SIGHUP];
@@ -161,6 +204,7 @@ const TICK: Duration = Duration::from_millis(20);
 pub fn run(
     inv: &Invocation,
     archive: &std::fs::File,
+    start: Start<'_>,
     outputs: &[Output],
     timeout: Option<Duration>,
     signals: &mut Signals,
@@ -168,16 +212,55 @@ pub fn run(
 ) -> Result<Report, SuperviseError> {
     let qemu_gone = Arc::new(AtomicBool::new(false));
     let channels = inv.channels();
-    let (host_ends, qemu_ends) = open_channels(inv, &channels, &qemu_gone)?;
-    let mut child = spawn_qemu(inv, archive, qemu_ends, channels.len(), trace)?;
+    let (host_ends, mut qemu_ends) = open_channels(inv, &channels, &qemu_gone)?;
+    // A snapshot is saved through QMP, on the fd after the channels, to
+    // the fd after that; a restore needs no QMP: QEMU loads the snapshot
+    // from the fd after the channels as it starts and runs it.
+    let next_fd = FIRST_CHANNEL_FD + channels.len() as i32;
+    let migration = |fd: i32| format!("file:/dev/fd/{fd}");
+    let (qmp, extra_args) = match &start {
+        Start::Cold => (None, Vec::new()),
+        Start::Save { snapshot, .. } => {
+            let (host, qemu) = UnixStream::pair().map_err(SuperviseError::Channels)?;
+            qemu_ends.push(qemu.into());
+            qemu_ends.push(clone_fd(snapshot.file())?);
+            let args = [
+                "-chardev".to_string(),
+                format!("socket,id=vrqmp,fd={next_fd}"),
+                "-mon".into(),
+                "chardev=vrqmp,mode=control".into(),
+            ];
+            (Some(host), args.map(OsString::from).to_vec())
+        }
+        Start::Restore { snapshot, .. } => {
+            qemu_ends.push(clone_fd(snapshot)?);
+            let args = [
+                "-global".to_string(),
+                "migration.mapped-ram=on".into(),
+                "-incoming".into(),
+                migration(next_fd),
+            ];
+            (None, args.map(OsString::from).to_vec())
+        }
+    };
+    let mut child = spawn_qemu(inv, archive, qemu_ends, channels.len(), &extra_args, trace)?;
     let state = State::default();
     let qemu_stderr = child
         .stderr
         .take()
         .map(|s| read_qemu_stderr(s, Arc::clone(&state.report)));
-    let (readers, control) = start_readers(inv, &channels, host_ends, outputs, &state, trace)?;
+    let restoring = matches!(start, Start::Restore { .. });
+    let handover = Arc::new(Handover::new(start, qmp, migration(next_fd + 1), trace)?);
+    let (readers, control) =
+        start_readers(inv, &channels, host_ends, outputs, &state, &handover, trace)?;
+    // A restored guest is parked already: the run goes into the channel
+    // at once, to be read as soon as the guest runs.
+    if restoring && let Some(control) = &control {
+        handover.go_on(control).map_err(SuperviseError::Channels)?;
+    }
     let watch = Watch {
         kvm: inv.kvm,
+        restoring,
         timeout,
         control,
         state: &state,
@@ -203,7 +286,141 @@ pub fn run(
         report.kvm_failure = None;
     }
     report.qemu_stderr = qemu_stderr;
+    if report.resumed {
+        report.restore_failure = None;
+    } else if restoring && report.restore_failure.is_none() {
+        report.restore_failure = Some(match report.qemu_status {
+            Some(status) if !status.success() => format!("QEMU ended: {status}"),
+            _ => "the restored guest did not resume".into(),
+        });
+    }
+    if let Some(why) = &mut report.restore_failure
+        && let Some(line) = report.qemu_stderr.lines().next()
+    {
+        why.push_str(&format!(" (QEMU: {line})"));
+    }
     Ok(report)
+}
+
+fn clone_fd(file: &std::fs::File) -> Result<OwnedFd, SuperviseError> {
+    Ok(file.try_clone().map_err(SuperviseError::Channels)?.into())
+}
+
+/// What is handed to the guest on the control channel before the run
+/// starts: a snapshot taken when it parks (`Start::Save`), the host's
+/// entropy and clock, the run's archive.
+struct Handover {
+    save: Mutex<Option<(UnixStream, Pending)>>,
+    migration: String,
+    payload: Option<std::fs::File>,
+    trace: Trace,
+}
+
+impl Handover {
+    fn new(
+        start: Start<'_>,
+        qmp: Option<UnixStream>,
+        migration: String,
+        trace: &Trace,
+    ) -> Result<Handover, SuperviseError> {
+        let (save, payload) = match (start, qmp) {
+            (Start::Save { snapshot, payload }, Some(qmp)) => {
+                (Some((qmp, snapshot)), Some(payload.try_clone()))
+            }
+            (Start::Restore { payload, .. }, _) => (None, Some(payload.try_clone())),
+            _ => (None, None),
+        };
+        Ok(Handover {
+            save: Mutex::new(save),
+            migration,
+            payload: payload.transpose().map_err(SuperviseError::Channels)?,
+            trace: trace.clone(),
+        })
+    }
+
+    /// The guest parked: saves it first when that is asked for (a failure
+    /// costs only the snapshot), then lets it go on.
+    fn parked(&self, control: &ControlWriter) -> io::Result<()> {
+        let save = self.save.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some((qmp, snapshot)) = save {
+            let started = Instant::now();
+            match Qmp::connect(qmp, Instant::now() + SAVE_DEADLINE).and_then(|mut qmp| {
+                let saved = qmp.save(&self.migration).and_then(|()| snapshot.commit());
+                // The guest goes on whether or not the snapshot was made.
+                qmp.cont()?;
+                saved
+            }) {
+                Ok(path) => self.trace.log(|| {
+                    format!(
+                        "snapshot saved in {:.0?}: {}",
+                        started.elapsed(),
+                        path.display()
+                    )
+                }),
+                Err(e) => self.trace.log(|| format!("no snapshot saved: {e}")),
+            }
+        }
+        self.go_on(control)
+    }
+
+    /// Lets the guest go on: the host's entropy and clock, then the run,
+    /// without waiting for the guest in between. The guest says
+    /// [`Event::Resumed`] before it touches the run, so a restore that
+    /// fails is still told apart from a run that failed. Sent from a thread
+    /// of its own: the control reader must go on reading meanwhile.
+    fn go_on(&self, control: &ControlWriter) -> io::Result<()> {
+        let payload = self.payload.as_ref().map(|p| p.try_clone()).transpose()?;
+        let control = Arc::clone(control);
+        let trace = self.trace.clone();
+        thread::spawn(move || {
+            let sent = resume(&control).and_then(|()| send_payload(&control, payload));
+            trace.log(|| format!("run handed over: {sent:?} bytes"));
+        });
+        Ok(())
+    }
+}
+
+/// Tells the guest to go on as of now: the host's entropy and clock.
+fn resume(control: &Mutex<UnixStream>) -> io::Result<()> {
+    let mut seed = [0u8; 32];
+    // SAFETY: getrandom(2) writes at most `seed.len()` bytes into `seed`.
+    let n = unsafe { libc::getrandom(seed.as_mut_ptr().cast(), seed.len(), 0) };
+    if n != seed.len() as isize {
+        return Err(io::Error::other("no entropy from the host"));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let frame = Frame::Resume(Resume {
+        seed,
+        secs: now.as_secs() as i64,
+        nanos: now.subsec_nanos(),
+    });
+    control
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .write_all(&frame.encode())
+}
+
+/// Sends the run's archive (none: it was in the initramfs).
+fn send_payload(control: &Mutex<UnixStream>, payload: Option<std::fs::File>) -> io::Result<u64> {
+    let mut c = control.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(mut payload) = payload else {
+        c.write_all(&Frame::Payload(0).encode())?;
+        return Ok(0);
+    };
+    let len = payload.metadata()?.len();
+    c.write_all(&Frame::Payload(len).encode())?;
+    let mut from =
+        std::io::Seek::seek(&mut payload, io::SeekFrom::Start(0)).map(|_| payload.take(len))?;
+    let sent = io::copy(&mut from, &mut *c)?;
+    if sent != len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the run's archive shrank",
+        ));
+    }
+    Ok(sent)
 }
 
 /// What the supervisor's threads share.
@@ -249,10 +466,11 @@ fn spawn_qemu(
     archive: &std::fs::File,
     qemu_ends: Vec<OwnedFd>,
     channels: usize,
+    extra_args: &[OsString],
     trace: &Trace,
 ) -> Result<Child, SuperviseError> {
-    let fds: Vec<i32> = (0..channels as i32).map(|i| FIRST_CHANNEL_FD + i).collect();
-    let args = inv.args(&fds);
+    let mut args = inv.args(&channel_fds(channels));
+    args.extend_from_slice(extra_args);
     trace.log(|| {
         let line: Vec<String> = std::iter::once(inv.qemu_bin.as_os_str().to_os_string())
             .chain(args.iter().cloned())
@@ -332,6 +550,7 @@ fn start_readers(
     host_ends: Vec<HostEnd>,
     outputs: &[Output],
     state: &State,
+    handover: &Arc<Handover>,
     trace: &Trace,
 ) -> Result<(Vec<JoinHandle<()>>, Option<ControlWriter>), SuperviseError> {
     let mut readers = Vec::new();
@@ -365,6 +584,7 @@ fn start_readers(
                     outputs: outputs.to_vec(),
                     received: Arc::clone(&state.received),
                     writer,
+                    handover: Arc::clone(handover),
                     trace: trace.clone(),
                 };
                 thread::spawn(move || read_control(stream, &ctx))
@@ -403,6 +623,7 @@ fn start_readers(
 /// What the supervisor watches while QEMU runs.
 struct Watch<'a> {
     kvm: bool,
+    restoring: bool,
     timeout: Option<Duration>,
     control: Option<ControlWriter>,
     state: &'a State,
@@ -445,6 +666,18 @@ impl Watch<'_> {
             }
             if lock(report).protocol_error.is_some() {
                 kill_qemu();
+            }
+            if self.restoring {
+                let mut r = lock(report);
+                if !r.resumed && r.restore_failure.is_none() && start.elapsed() >= RESTORE_DEADLINE
+                {
+                    r.restore_failure = Some(format!(
+                        "no answer from the restored guest in {RESTORE_DEADLINE:?}"
+                    ));
+                }
+                if !r.resumed && r.restore_failure.is_some() {
+                    kill_qemu();
+                }
             }
             if let Some(limit) = self.timeout
                 && start.elapsed() >= limit
@@ -573,6 +806,7 @@ fn read_control(stream: UnixStream, ctx: &ControlContext) {
         outputs,
         received,
         writer,
+        handover,
         trace,
     } = ctx;
     let mut expected = None;
@@ -600,6 +834,12 @@ fn read_control(stream: UnixStream, ctx: &ControlContext) {
         }
         let (lock_flow, cv) = &**flow;
         match event {
+            Event::Parked => {
+                if let Err(e) = handover.parked(writer) {
+                    trace.log(|| format!("resuming the guest: {e}"));
+                }
+            }
+            Event::Resumed => lock(report).resumed = true,
             Event::Ready => {
                 lock_flow.lock().unwrap_or_else(|p| p.into_inner()).ready = true;
                 cv.notify_all();
@@ -705,6 +945,7 @@ struct ControlContext {
     outputs: Vec<Output>,
     received: Received,
     writer: Arc<Mutex<UnixStream>>,
+    handover: Arc<Handover>,
     trace: Trace,
 }
 

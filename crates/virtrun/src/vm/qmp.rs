@@ -1,0 +1,109 @@
+//! A client of QEMU's machine protocol (QMP), for the few commands warm
+//! start needs: save a parked guest to a file and let it go on. (A restore
+//! needs none: QEMU loads the file as it starts, `-incoming`.)
+//!
+//! QMP is JSON, one message per line; `serde_json` reads the answers.
+
+use serde_json::{Value, json};
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+/// A QMP session on the socket QEMU inherited (`-mon mode=control`).
+pub struct Qmp {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+    deadline: Instant,
+}
+
+fn broken(what: impl Into<String>) -> io::Error {
+    io::Error::other(what.into())
+}
+
+impl Qmp {
+    /// Reads QEMU's greeting and enters command mode. Every answer must come
+    /// before `deadline`.
+    pub fn connect(stream: UnixStream, deadline: Instant) -> io::Result<Qmp> {
+        let writer = stream.try_clone()?;
+        let mut qmp = Qmp {
+            reader: BufReader::new(stream),
+            writer,
+            deadline,
+        };
+        let greeting = qmp.message()?;
+        if greeting.get("QMP").is_none() {
+            return Err(broken(format!("not a QMP greeting: {greeting}")));
+        }
+        qmp.execute("qmp_capabilities", json!({}))?;
+        qmp.execute(
+            "migrate-set-capabilities",
+            json!({"capabilities": [{"capability": "mapped-ram", "state": true}]}),
+        )?;
+        Ok(qmp)
+    }
+
+    /// The next message, within the deadline.
+    fn message(&mut self) -> io::Result<Value> {
+        let left = self
+            .deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::TimedOut, "QMP: no answer in time"))?;
+        self.reader.get_ref().set_read_timeout(Some(left))?;
+        let mut line = String::new();
+        if self.reader.read_line(&mut line)? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "QMP: QEMU closed the connection",
+            ));
+        }
+        serde_json::from_str(&line).map_err(|e| broken(format!("QMP: {e}: {line}")))
+    }
+
+    /// Runs `command` and returns its result; events in between are skipped.
+    pub fn execute(&mut self, command: &str, arguments: Value) -> io::Result<Value> {
+        let request = json!({"execute": command, "arguments": arguments});
+        self.writer.write_all(format!("{request}\n").as_bytes())?;
+        loop {
+            let mut answer = self.message()?;
+            if let Some(result) = answer.get_mut("return") {
+                return Ok(result.take());
+            }
+            if let Some(error) = answer.get("error") {
+                let desc = error.get("desc").and_then(Value::as_str).unwrap_or("?");
+                return Err(broken(format!("QMP {command}: {desc}")));
+            }
+        }
+    }
+
+    /// Waits until the migration in progress completed.
+    pub fn wait_for_migration(&mut self) -> io::Result<()> {
+        loop {
+            let state = self.execute("query-migrate", json!({}))?;
+            match state.get("status").and_then(Value::as_str) {
+                Some("completed") => return Ok(()),
+                Some("failed" | "cancelled") => {
+                    let why = state
+                        .get("error-desc")
+                        .and_then(Value::as_str)
+                        .unwrap_or("no reason given");
+                    return Err(broken(format!("migration failed: {why}")));
+                }
+                _ => std::thread::sleep(Duration::from_millis(2)),
+            }
+        }
+    }
+
+    /// Saves the guest to `uri` (`file:…`) and waits until done; the guest
+    /// is paused then. It is not stopped first: a snapshot of a running
+    /// guest starts running as soon as QEMU loaded it.
+    pub fn save(&mut self, uri: &str) -> io::Result<()> {
+        self.execute("migrate", json!({"uri": uri}))?;
+        self.wait_for_migration()
+    }
+
+    /// Lets the guest run.
+    pub fn cont(&mut self) -> io::Result<()> {
+        self.execute("cont", json!({})).map(drop)
+    }
+}
