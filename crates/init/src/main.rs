@@ -19,12 +19,12 @@ use std::thread;
 use std::time::Duration;
 use virtrun_protocol::{
     BOOT_CONFIG_PATH, BootConfig, CONFIG_PATH, Event, Frame, GUEST_ENV, GuestConfig, GuestTimes,
-    LOADER_CONFIG_PATH, MAIN_PATH, MODULES_DIR, TRANSPORT_MODULES_DIR,
+    LOADER_CONFIG_PATH, MAIN_PATH, MODULES_DIR, RUN_DISK_SERIAL, TRANSPORT_MODULES_DIR,
 };
 use virtrun_sysinit::channel::{self, Channels, EventSender, FrameReader};
 use virtrun_sysinit::process::{self, Exit};
 use virtrun_sysinit::setup::{self, Setup};
-use virtrun_sysinit::{INIT_FAILED, cpio, fresh, fs, kmod, log, power};
+use virtrun_sysinit::{INIT_FAILED, cpio, disk, fresh, fs, kmod, log, power};
 
 mod loader;
 mod modprobe;
@@ -80,33 +80,32 @@ fn run(init: u64) -> virtrun_sysinit::Result<()> {
         .modules_dir(TRANSPORT_MODULES_DIR)
         .run()
         .and_then(|()| kmod::load_dir(Path::new(MODULES_DIR)).map(drop));
-    let channels = Channels::open(boot.layout, channel::PORT_WAIT)?;
-    if boot.verbose {
-        log::info("channels open");
-    }
-    let events = EventSender::new(clone(&channels.control)?);
-    let mut frames = FrameReader::new(clone(&channels.control)?);
     let step = |what: &str| {
         if boot.verbose {
             log::info(what);
         }
     };
+    let channels = Channels::open(boot.layout, channel::PORT_WAIT)?;
+    step("channels open");
+    // The module tree belongs to the guest's identity: mounted before the
+    // save point. Without it (a damaged image in the cache, say) the run
+    // goes on as without modules on demand; the log tells why.
+    if boot.modules_on_demand && setup.is_ok() {
+        match modprobe::mount_tree() {
+            Ok(()) => step("module tree mounted"),
+            Err(e) => log::error(&format!("no modules on demand: {e}")),
+        }
+    }
+    let events = EventSender::new(clone(&channels.control)?);
+    let mut frames = FrameReader::new(clone(&channels.control)?);
     let config = setup
-        .and_then(|()| receive_run(&events, &mut frames, &step))
+        .and_then(|()| receive_run(&boot, &events, &mut frames, &step))
         .and_then(|()| read_config());
     let ready = config.and_then(|config| {
         // SAFETY: no thread has been started yet (the pumps come later).
         unsafe { set_env(&config) };
         share::mount(&config)?;
         step("shares mounted");
-        // Without the tree (a damaged image in the cache, say) the run goes
-        // on as without modules on demand; the log tells why.
-        if config.modules_on_demand
-            && let Err(e) = modprobe::mount_tree()
-        {
-            log::error(&format!("no modules on demand: {e}"));
-        }
-        step("module tree mounted");
         enter_cwd(&config)?;
         Ok(config)
     });
@@ -143,6 +142,7 @@ fn invalid(what: &'static str) -> impl Fn(virtrun_protocol::ConfigError) -> virt
 /// run's files: none when they were in the initramfs, an archive unpacked
 /// into the root when this guest was booted for a snapshot.
 fn receive_run(
+    boot: &BootConfig,
     events: &EventSender,
     frames: &mut FrameReader,
     step: &dyn Fn(&str),
@@ -176,14 +176,21 @@ fn receive_run(
         Some(other) => return Err(unexpected("expected the run", other)),
         None => return Err(lost("wait for the run")),
     };
-    if len > 0 {
+    if len == 0 {
+        return Ok(());
+    }
+    let entries = if boot.run_disk {
+        let disk = disk::find(RUN_DISK_SERIAL, disk::DISK_WAIT)?;
+        cpio::unpack(disk::DirectReader::open(&disk, len)?, Path::new("/"))?
+    } else {
         let mut payload = frames.payload(len);
         let entries = cpio::unpack(&mut payload, Path::new("/"))?;
-        step(&format!("the run unpacked: {entries} entries"));
         // Whatever follows the archive's trailer (padding) is part of it.
         io::copy(&mut payload, &mut io::sink()).map_err(control)?;
-        kmod::load_dir(Path::new(MODULES_DIR))?;
-    }
+        entries
+    };
+    step(&format!("the run unpacked: {entries} entries"));
+    kmod::load_dir(Path::new(MODULES_DIR))?;
     Ok(())
 }
 

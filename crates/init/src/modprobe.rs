@@ -1,5 +1,5 @@
 //! Modules on demand, in the guest. The host gives the kernel's module tree
-//! as a read-only disk ([`MODULES_DEVICE`], with the `modules.dep` and
+//! as a read-only disk ([`MODULES_DISK_SERIAL`], with the `modules.dep` and
 //! `modules.alias` that `depmod` would make); the init mounts it at
 //! `/lib/modules/<release>`, where tests that run `modprobe` or `modinfo`
 //! find it too, and makes itself the kernel's module helper: when the
@@ -12,15 +12,11 @@
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
-use virtrun_protocol::MODULES_DEVICE;
-use virtrun_sysinit::{Error, Result, fs, kmod};
+use virtrun_protocol::MODULES_DISK_SERIAL;
+use virtrun_sysinit::{Error, Result, disk, fs, kmod};
 
 /// The helper the kernel runs: the init's own executable.
 const HELPER: &str = "/proc/1/exe";
-
-/// How long the disk may take to appear after its driver loaded.
-const DEVICE_WAIT: Duration = Duration::from_secs(5);
 
 /// The running kernel's release (`uname -r`).
 fn release() -> String {
@@ -37,26 +33,18 @@ fn release() -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
-fn tree() -> PathBuf {
+/// Where the kernel's module tree is mounted.
+pub fn tree() -> PathBuf {
     Path::new("/lib/modules").join(release())
 }
 
 /// Mounts the module tree and becomes the kernel's module helper.
 pub fn mount_tree() -> Result<()> {
-    let deadline = Instant::now() + DEVICE_WAIT;
-    while !Path::new(MODULES_DEVICE).exists() {
-        if Instant::now() >= deadline {
-            return Err(Error::new(
-                format!("wait for the module tree's disk {MODULES_DEVICE}"),
-                std::io::Error::from(std::io::ErrorKind::TimedOut),
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let disk = disk::find(MODULES_DISK_SERIAL, disk::DISK_WAIT)?;
     let dir = tree();
     std::fs::create_dir_all(&dir).map_err(|e| Error::new(format!("mkdir {}", dir.display()), e))?;
     fs::mount(
-        MODULES_DEVICE,
+        &disk.to_string_lossy(),
         &dir.to_string_lossy(),
         Some("ext4"),
         libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,

@@ -126,6 +126,19 @@ fn overlay_root() -> Result<()> {
             _ => fs::mount(dir, &target, None, libc::MS_MOVE, None)?,
         }
     }
+    // The kernel's module tree (modules on demand), mounted at boot.
+    let tree = crate::modprobe::tree();
+    if fs::is_mount_point(&tree) {
+        let target = under(ROOT, &tree);
+        mkdir(&target)?;
+        fs::mount(
+            &tree.to_string_lossy(),
+            &target.to_string_lossy(),
+            None,
+            libc::MS_MOVE,
+            None,
+        )?;
+    }
     Ok(())
 }
 

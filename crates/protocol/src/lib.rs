@@ -242,8 +242,6 @@ pub const RAW_PORT_PREAMBLE: &[u8] = b"\0virtrun raw port\0";
 /// byte-exact, whatever they contain but NUL (which a C string cannot hold).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GuestConfig {
-    /// Which devices carry control and streams.
-    pub layout: Layout,
     /// The binary's argv\[0\]: its file name on the host, so that programs
     /// that look at their name (busybox, usage messages) behave as there.
     pub argv0: Vec<u8>,
@@ -272,14 +270,16 @@ pub struct GuestConfig {
     pub exec: Vec<u8>,
     /// See [`GuestConfig::exec`].
     pub bind_main: bool,
-    /// The kernel's module tree is the guest's block device
-    /// [`MODULES_DEVICE`]: the init mounts it at `/lib/modules/<release>`
-    /// and makes itself the kernel's module helper (modules on demand).
-    pub modules_on_demand: bool,
 }
 
-/// The block device of the kernel's module tree (an ext4 image, read-only).
-pub const MODULES_DEVICE: &str = "/dev/vda";
+/// The serial number of the disk with the kernel's module tree (an ext4
+/// image, read-only).
+pub const MODULES_DISK_SERIAL: &str = "virtrun-modules";
+
+/// The serial number of the disk that carries the run of a guest that was
+/// booted for a snapshot: the [`Frame::Payload`]'s bytes are its first
+/// bytes, not on the control channel.
+pub const RUN_DISK_SERIAL: &str = "virtrun-run";
 
 /// The 9p mount tag of the host's root, exported whole (one device, however
 /// many directories are shared), for `-hostRoot` and `-share`.
@@ -310,15 +310,10 @@ impl GuestConfig {
             out.extend_from_slice(v);
             out.push(0);
         };
-        put(b"layout", self.layout.as_str().as_bytes());
         put(b"verbose", if self.verbose { b"1" } else { b"0" });
         put(b"argv0", &self.argv0);
         put(b"host_root", if self.host_root { b"1" } else { b"0" });
         put(b"bind_main", if self.bind_main { b"1" } else { b"0" });
-        put(
-            b"modules_on_demand",
-            if self.modules_on_demand { b"1" } else { b"0" },
-        );
         put(b"cwd", &self.cwd);
         put(b"exec", &self.exec);
         for share in &self.shares {
@@ -345,7 +340,6 @@ impl GuestConfig {
         if !fields.len().is_multiple_of(2) {
             return Err(ConfigError("odd number of fields".into()));
         }
-        let mut layout = None;
         let mut verbose = false;
         let mut argv0 = Vec::new();
         let mut args = Vec::new();
@@ -353,18 +347,12 @@ impl GuestConfig {
         let mut outputs = Vec::new();
         let mut host_root = false;
         let mut bind_main = false;
-        let mut modules_on_demand = false;
         let mut shares = Vec::new();
         let mut cwd = Vec::new();
         let mut exec = Vec::new();
         for pair in fields.chunks(2) {
             let (k, v) = (pair[0], pair[1]);
             match k {
-                b"layout" => {
-                    layout = Some(Layout::parse(v).ok_or_else(|| {
-                        ConfigError(format!("unknown layout {:?}", String::from_utf8_lossy(v)))
-                    })?)
-                }
                 b"verbose" => verbose = v == b"1",
                 b"arg" => args.push(v.to_vec()),
                 b"env" => env.push(v.to_vec()),
@@ -372,7 +360,6 @@ impl GuestConfig {
                 b"argv0" => argv0 = v.to_vec(),
                 b"host_root" => host_root = v == b"1",
                 b"bind_main" => bind_main = v == b"1",
-                b"modules_on_demand" => modules_on_demand = v == b"1",
                 b"share" => shares.push(v.to_vec()),
                 b"cwd" => cwd = v.to_vec(),
                 b"exec" => exec = v.to_vec(),
@@ -385,7 +372,6 @@ impl GuestConfig {
             }
         }
         Ok(GuestConfig {
-            layout: layout.ok_or_else(|| ConfigError("no layout".into()))?,
             argv0,
             args,
             env,
@@ -396,7 +382,6 @@ impl GuestConfig {
             cwd,
             exec,
             bind_main,
-            modules_on_demand,
         })
     }
 }
@@ -411,15 +396,24 @@ pub struct BootConfig {
     pub layout: Layout,
     /// Whether the init should narrate its boot on the log.
     pub verbose: bool,
+    /// The kernel's module tree is the guest's disk
+    /// [`MODULES_DISK_SERIAL`]: the init mounts it at
+    /// `/lib/modules/<release>` and makes itself the kernel's module helper
+    /// (modules on demand).
+    pub modules_on_demand: bool,
+    /// The run comes on the disk [`RUN_DISK_SERIAL`].
+    pub run_disk: bool,
 }
 
 impl BootConfig {
     /// Serialises the configuration.
     pub fn encode(&self) -> Vec<u8> {
         format!(
-            "layout\0{}\0verbose\0{}\0",
+            "layout\0{}\0verbose\0{}\0modules_on_demand\0{}\0run_disk\0{}\0",
             self.layout.as_str(),
-            u8::from(self.verbose)
+            u8::from(self.verbose),
+            u8::from(self.modules_on_demand),
+            u8::from(self.run_disk)
         )
         .into_bytes()
     }
@@ -432,16 +426,22 @@ impl BootConfig {
         let fields: Vec<&[u8]> = body.split(|&b| b == 0).collect();
         let mut layout = None;
         let mut verbose = false;
+        let mut modules_on_demand = false;
+        let mut run_disk = false;
         for pair in fields.chunks(2) {
             match pair {
                 [b"layout", l] => layout = Layout::parse(l),
                 [b"verbose", v] => verbose = *v == b"1",
+                [b"modules_on_demand", v] => modules_on_demand = *v == b"1",
+                [b"run_disk", v] => run_disk = *v == b"1",
                 _ => return Err(ConfigError("bad boot config".into())),
             }
         }
         Ok(BootConfig {
             layout: layout.ok_or_else(|| ConfigError("no layout".into()))?,
             verbose,
+            modules_on_demand,
+            run_disk,
         })
     }
 }
@@ -510,9 +510,10 @@ pub enum Frame {
     /// The answer to [`Event::Parked`]: go on, as a guest of this moment.
     /// The guest answers with [`Event::Resumed`].
     Resume(Resume),
-    /// The run follows: exactly this many raw bytes after the frame, a
-    /// `newc` cpio archive the init unpacks into its root (none when the
-    /// run was in the initramfs already).
+    /// The run: a `newc` cpio archive of this many bytes, which the init
+    /// unpacks into its root (none when the run was in the initramfs
+    /// already). The bytes follow the frame, or with
+    /// [`BootConfig::run_disk`] are the start of that disk.
     Payload(u64),
 }
 
@@ -792,7 +793,6 @@ mod tests {
     #[test]
     fn config_round_trip_keeps_odd_bytes() {
         let cfg = GuestConfig {
-            layout: Layout::Virtio,
             argv0: b"busybox".to_vec(),
             env: vec![b"RUST_LOG=debug".to_vec(), b"A=b c".to_vec()],
             outputs: vec![b"/tmp/virtrun-out/0".to_vec()],
@@ -809,7 +809,6 @@ mod tests {
             cwd: b"/home/u/src/pkg".to_vec(),
             exec: b"/tmp/go-build1/b001/pkg.test".to_vec(),
             bind_main: true,
-            modules_on_demand: true,
         };
         assert_eq!(GuestConfig::decode(&cfg.encode()).unwrap(), cfg);
     }
@@ -818,7 +817,12 @@ mod tests {
     fn boot_config_round_trip() {
         for layout in [Layout::Serial, Layout::Virtio] {
             for verbose in [false, true] {
-                let cfg = BootConfig { layout, verbose };
+                let cfg = BootConfig {
+                    layout,
+                    verbose,
+                    modules_on_demand: !verbose,
+                    run_disk: verbose,
+                };
                 assert_eq!(BootConfig::decode(&cfg.encode()).unwrap(), cfg);
             }
         }
@@ -849,10 +853,9 @@ mod tests {
     #[test]
     fn config_rejects_garbage() {
         assert!(GuestConfig::decode(b"").is_err());
-        assert!(GuestConfig::decode(b"layout\0").is_err());
-        assert!(GuestConfig::decode(b"layout\0tape\0").is_err());
-        assert!(GuestConfig::decode(b"verbose\x001\0").is_err());
-        assert!(GuestConfig::decode(b"layout\0serial\0color\0red\0").is_err());
+        assert!(GuestConfig::decode(b"verbose\0").is_err());
+        assert!(GuestConfig::decode(b"verbose\x001").is_err());
+        assert!(GuestConfig::decode(b"verbose\x001\0color\0red\0").is_err());
     }
 
     #[test]

@@ -127,7 +127,6 @@ proptest! {
             proptest::collection::vec(1u8..=255, 0..24), 0..8),
     ) {
         let cfg = GuestConfig {
-            layout: if serial { Layout::Serial } else { Layout::Virtio },
             argv0: args.first().cloned().unwrap_or_default(),
             env: args.iter().skip(1).cloned().collect(),
             outputs: args.iter().rev().cloned().collect(),
@@ -136,7 +135,6 @@ proptest! {
             cwd: args.last().cloned().unwrap_or_default(),
             exec: args.first().cloned().unwrap_or_default(),
             bind_main: serial,
-            modules_on_demand: verbose,
             args,
             verbose,
         };

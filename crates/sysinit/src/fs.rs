@@ -198,6 +198,17 @@ pub fn replace_symlink(target: &Path, link: &Path) -> Result<()> {
     std::os::unix::fs::symlink(target, link).context(|| format!("symlink {}", link.display()))
 }
 
+/// Whether something is mounted at `path`: it is on another file system
+/// than its parent.
+pub fn is_mount_point(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let dev = |p: &Path| std::fs::metadata(p).map(|m| m.dev()).ok();
+    match (dev(path), path.parent().and_then(dev)) {
+        (Some(here), Some(parent)) => here != parent,
+        _ => false,
+    }
+}
+
 /// Removes a file, ignoring that it may already be gone.
 pub fn remove_if_exists(path: &Path) -> Result<()> {
     match std::fs::remove_file(path) {

@@ -77,6 +77,7 @@
 pub mod channel;
 pub mod console;
 pub mod cpio;
+pub mod disk;
 pub mod fresh;
 pub mod fs;
 mod init;

@@ -3,8 +3,9 @@
 //! What virtrun makes there — PVH `vmlinux` copies, module tree images,
 //! guest snapshots — is made once per identity and then shared by every
 //! run. Each file is written unnamed and linked when complete, so a run
-//! never sees half of one. A file's modification time is the moment it was
-//! last used; when the files together take more disk blocks than the cap
+//! never sees half of one. A file's access time, set explicitly (mounts may
+//! not keep it), is the moment it was last used; its modification time stays
+//! that of its making, which identities count. When the files together take more disk blocks than the cap
 //! (`VIRTRUN_CACHE_MAX`, default [`DEFAULT_MAX`]), the least recently used
 //! go first. Kernels that `scripts/setup` fetched (`kernels/`) are not
 //! counted and never removed.
@@ -71,7 +72,7 @@ pub fn max() -> u64 {
 /// Marks `path` as used now, for the least-recently-used order.
 pub fn touch(path: &Path) {
     if let Ok(file) = std::fs::File::open(path) {
-        let _ = file.set_modified(SystemTime::now());
+        let _ = file.set_times(std::fs::FileTimes::new().set_accessed(SystemTime::now()));
     }
 }
 
@@ -92,7 +93,7 @@ pub fn enforce(dir: &Path, max: u64, keep: &[&Path]) -> Vec<PathBuf> {
         })
         .filter_map(|e| {
             let meta = e.metadata().ok().filter(std::fs::Metadata::is_file)?;
-            Some((meta.modified().ok()?, meta.blocks() * 512, e.path()))
+            Some((meta.accessed().ok()?, meta.blocks() * 512, e.path()))
         })
         .collect();
     let mut total: u64 = files.iter().map(|f| f.1).sum();
@@ -136,8 +137,9 @@ mod tests {
         let make = |name: &str, len: usize, age: u64| {
             let path = dir.path().join(name);
             std::fs::write(&path, vec![1u8; len]).unwrap();
-            let file = std::fs::File::options().write(true).open(&path).unwrap();
-            file.set_modified(SystemTime::now() - Duration::from_secs(age))
+            let file = std::fs::File::open(&path).unwrap();
+            let used = SystemTime::now() - Duration::from_secs(age);
+            file.set_times(std::fs::FileTimes::new().set_accessed(used))
                 .unwrap();
             path
         };

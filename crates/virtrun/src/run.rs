@@ -6,7 +6,7 @@ use crate::pack::gotest;
 use crate::pack::initramfs::{Input, Plan};
 use crate::pack::share;
 use crate::target::elf::{self, Arch};
-use crate::target::kernel::{Kernel, ModulePlan, needed_drivers};
+use crate::target::kernel::{Kernel, ModulePlan, RUN_DISK_DRIVER, needed_drivers};
 use crate::target::libs::{Resolved, Resolver};
 use crate::trace::Trace;
 use crate::vm::qemu::Invocation;
@@ -156,22 +156,33 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
     let mut inv = invocation(config, arch, &gotest, trace)?;
     inv.modules_image = modules_image(config, &kernel, inv.transport, trace);
     let mut outputs = gotest.outputs;
-    let guest_config = guest_config(
-        config,
-        &inv,
-        &gotest.args,
-        &cwd,
-        &shares,
-        &mut outputs,
-        trace,
-    );
-    let drivers = needed_drivers(
+    let guest_config = guest_config(config, &gotest.args, &cwd, &shares, &mut outputs, trace);
+    let mut drivers = needed_drivers(
         inv.transport,
         inv.host_share,
         config.host_root,
         inv.modules_image.is_some(),
     );
-    let modules = kernel.plan_modules(&drivers, &config.add_modules)?;
+    let mut modules = kernel.plan_modules(&drivers, &config.add_modules)?;
+    let warm = warm_start_applies(config, &inv, &modules, trace);
+    // A warm run's files come on a disk of their own (a virtio serial port
+    // moves a page per read), where the kernel has the driver.
+    let has_disk = |drivers: &[crate::target::kernel::Driver]| {
+        drivers.iter().any(|d| d.module == RUN_DISK_DRIVER.module)
+    };
+    if warm && !has_disk(&drivers) {
+        drivers.push(RUN_DISK_DRIVER);
+        match kernel.plan_modules(&drivers, &config.add_modules) {
+            Ok(plan) => modules = plan,
+            Err(e) => {
+                drivers.pop();
+                trace.log(|| format!("the run goes over the control channel: {e}"));
+            }
+        }
+    }
+    if warm && has_disk(&drivers) {
+        inv.run_disk = Some(supervisor::run_disk_path(inv.channels().len()));
+    }
     trace.log(|| {
         let tree = kernel
             .modules
@@ -183,7 +194,11 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
         )
     });
     let plan = plan_archive(config, arch, &kernel, &inv, &modules, &guest_config, &libs)?;
-    let identity = snapshot_identity(config, &inv, &modules, trace);
+    let identity = if warm {
+        snapshot_identity(config, &inv, &modules)
+    } else {
+        None
+    };
     let mut boot = Boot {
         inv: &mut inv,
         outputs: &outputs,
@@ -198,18 +213,18 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
     }
 }
 
-/// The identity of the guest to restore or save, when warm start applies:
-/// on by default, but not for `-noSnapshot`, a standalone init (PID 1 is
-/// the user's from the start), the serial transport (a run over a UART
-/// would cost more than the boot), `-keepInitramfs` (it keeps the archive
-/// a cold boot uses), or drivers the host could not check (modules given
-/// without a tree may be the transport's, needed before the save point).
-fn snapshot_identity(
+/// Whether warm start applies: on by default, but not for `-noSnapshot`, a
+/// standalone init (PID 1 is the user's from the start), the serial
+/// transport (a run over a UART would cost more than the boot),
+/// `-keepInitramfs` (it keeps the archive a cold boot uses), or drivers the
+/// host could not check (modules given without a tree may be the
+/// transport's, needed before the save point).
+fn warm_start_applies(
     config: &Config,
     inv: &Invocation,
     modules: &ModulePlan,
     trace: &Trace,
-) -> Option<Identity> {
+) -> bool {
     let cold = if config.no_snapshot {
         Some("-noSnapshot")
     } else if config.standalone {
@@ -225,8 +240,12 @@ fn snapshot_identity(
     };
     if let Some(why) = cold {
         trace.log(|| format!("cold boot: no warm start with {why}"));
-        return None;
     }
+    cold.is_none()
+}
+
+/// The identity of the guest to restore or save; none without a cache.
+fn snapshot_identity(config: &Config, inv: &Invocation, modules: &ModulePlan) -> Option<Identity> {
     let cache = crate::cache::dir()?;
     let mut files: Vec<&Path> = vec![&config.kernel, &inv.kernel];
     files.extend(inv.modules_image.as_deref());
@@ -275,6 +294,21 @@ impl Boot<'_> {
     fn warm(&mut self, identity: &Identity, plan: Plan) -> Result<Outcome> {
         let (boot_plan, run_plan) = plan.clone().split();
         let (payload, _) = write_archive(self.config, &run_plan)?;
+        let payload_len = payload.metadata().context("the run's archive")?.len();
+        if self.inv.run_disk.is_some() {
+            // The disk's size is the guest's (its identity's): the memory,
+            // which the run's files must fit in anyway.
+            let size = u64::from(self.inv.memory_mb) << 20;
+            if payload_len > size {
+                bail!(
+                    "the run's files take {} MiB, more than the guest's memory \
+                     (-memory {}): give it more",
+                    payload_len >> 20,
+                    self.inv.memory_mb
+                );
+            }
+            payload.set_len(size).context("sizing the run's disk")?;
+        }
         if let Some(outcome) = self.interrupted() {
             return Ok(outcome);
         }
@@ -289,6 +323,7 @@ impl Boot<'_> {
                 Start::Restore {
                     snapshot: &snapshot,
                     payload: &payload,
+                    payload_len,
                 },
             )?;
             if self.kvm_broken(&report) {
@@ -322,13 +357,17 @@ impl Boot<'_> {
             Start::Save {
                 snapshot,
                 payload: &payload,
+                payload_len,
             },
         )?;
         if self.kvm_broken(&report) {
             return self.cold(&plan);
         }
         if let Some(cache) = identity.path.parent() {
-            let removed = crate::cache::enforce(cache, crate::cache::max(), &[&identity.path]);
+            // What this guest needs stays: its snapshot, kernel, module tree.
+            let mut keep = vec![identity.path.as_path(), self.inv.kernel.as_path()];
+            keep.extend(self.inv.modules_image.as_deref());
+            let removed = crate::cache::enforce(cache, crate::cache::max(), &keep);
             if !removed.is_empty() {
                 self.trace
                     .log(|| format!("cache over its cap: removed {removed:?}"));
@@ -476,7 +515,6 @@ fn invocation(
 /// (`LLVM_PROFILE_FILE`) to `outputs`.
 fn guest_config(
     config: &Config,
-    inv: &Invocation,
     args: &[OsString],
     cwd: &Path,
     shares: &share::Plan,
@@ -507,7 +545,6 @@ fn guest_config(
         format!("guest environment {env:?}, files to bring back {outputs:?}")
     });
     GuestConfig {
-        layout: inv.layout(),
         argv0: config
             .binary
             .file_name()
@@ -534,7 +571,6 @@ fn guest_config(
             .as_ref()
             .map_or_else(Vec::new, |e| e.as_os_str().as_bytes().to_vec()),
         bind_main: shares.bind_main,
-        modules_on_demand: inv.modules_image.is_some(),
     }
 }
 
@@ -616,6 +652,8 @@ fn plan_archive(
             BootConfig {
                 layout: inv.layout(),
                 verbose: config.verbose,
+                modules_on_demand: inv.modules_image.is_some(),
+                run_disk: inv.run_disk.is_some(),
             }
             .encode()
         }),

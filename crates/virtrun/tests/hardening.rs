@@ -113,7 +113,7 @@ fn running(pid: u32) -> bool {
 }
 
 /// `kill -9` of virtrun while its guest runs with a 100 MB `-addFile`: the
-/// archive never had a name in `TMPDIR`, was readable by its owner only while
+/// archive (its parts, warm) never had a name in `TMPDIR`, was readable by its owner only while
 /// it existed, and QEMU is gone within 2 s.
 #[test]
 fn sigkill_leaves_nothing_behind() {
@@ -150,11 +150,14 @@ fn sigkill_leaves_nothing_behind() {
         })
         .map(|fd| std::fs::metadata(fd.path()).unwrap())
         .collect();
-    assert_eq!(archives.len(), 1, "the archive is open in TMPDIR");
-    let archive = &archives[0];
-    assert_eq!(archive.nlink(), 0, "the archive has no name");
-    assert_eq!(archive.permissions().mode() & 0o777, 0o600);
-    assert!(archive.len() > 100 << 20, "{} bytes", archive.len());
+    // The archive, or with warm start its boot and run parts.
+    assert!(!archives.is_empty(), "the archive is open in TMPDIR");
+    for archive in &archives {
+        assert_eq!(archive.nlink(), 0, "the archive has no name");
+        assert_eq!(archive.permissions().mode() & 0o777, 0o600);
+    }
+    let largest = archives.iter().map(|a| a.len()).max().unwrap_or(0);
+    assert!(largest > 100 << 20, "{largest} bytes");
 
     child.kill().unwrap();
     let killed = Instant::now();

@@ -573,6 +573,13 @@ pub fn transport_drivers(transport: Transport) -> &'static [Driver] {
     }
 }
 
+/// The driver of the disk that carries a warm run's files.
+pub const RUN_DISK_DRIVER: Driver = Driver {
+    module: "virtio_blk",
+    option: "CONFIG_VIRTIO_BLK",
+    purpose: Purpose::Transport,
+};
+
 /// The drivers a run needs: the transport's, then for the host's files
 /// (`share`) 9p over virtio (on PCI unless the transport is mmio) and, for
 /// `-hostRoot` (`overlay`), the overlay file system.

@@ -165,6 +165,7 @@ pub fn image(tree: &ModuleTree, release: &str, cache: &Path) -> Result<PathBuf, 
     );
     let path = cache.join(format!("{key}.ext4"));
     if path.is_file() {
+        crate::cache::touch(&path);
         return Ok(path);
     }
     let lock_path = cache.join(format!(".{key}.lock"));

@@ -30,6 +30,7 @@ pub fn pvh_image(bzimage: &Path, cache: &Path) -> io::Result<Option<PathBuf>> {
     let cached = cache.join(&key);
     let not_pvh = cache.join(format!("{key}.not-pvh"));
     if cached.is_file() {
+        crate::cache::touch(&cached);
         return Ok(Some(cached));
     }
     if not_pvh.exists() {

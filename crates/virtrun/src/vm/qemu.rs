@@ -6,7 +6,10 @@ use crate::target::elf::Arch;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
-use virtrun_protocol::{HOST_SHARE_TAG, Layout, Role, STANDALONE_CONSOLE_PORT, STANDALONE_PORTS};
+use virtrun_protocol::{
+    HOST_SHARE_TAG, Layout, MODULES_DISK_SERIAL, RUN_DISK_SERIAL, Role, STANDALONE_CONSOLE_PORT,
+    STANDALONE_PORTS,
+};
 
 /// What an architecture uses unless a flag says otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,6 +225,8 @@ pub struct Invocation {
     /// The image of the kernel's module tree, the guest's read-only disk
     /// (modules on demand).
     pub modules_image: Option<PathBuf>,
+    /// The file of the disk that carries a warm run's files.
+    pub run_disk: Option<PathBuf>,
 }
 
 impl Invocation {
@@ -267,6 +272,7 @@ impl Invocation {
             file_ports,
             host_share: config.host_root || !config.shares.is_empty(),
             modules_image: None,
+            run_disk: None,
         };
         let len = inv.kernel_cmdline().len();
         if len > d.cmdline_max {
@@ -435,15 +441,22 @@ impl Invocation {
             Transport::Pci | Transport::Isa if self.smp == 1 => format!("{kind}-pci,vectors=0"),
             Transport::Pci | Transport::Isa => format!("{kind}-pci"),
         };
-        if let Some(image) = &self.modules_image {
+        // Disks are told apart by their serial numbers: the kernel's names
+        // follow the probe order, which differs between transports.
+        let disks = [
+            (&self.modules_image, "vrmods", MODULES_DISK_SERIAL),
+            (&self.run_disk, "vrrun", RUN_DISK_SERIAL),
+        ];
+        for (path, id, serial) in disks {
+            let Some(path) = path else { continue };
             let mut file = OsString::from("file=");
             // QEMU's option syntax: a comma in a value is doubled.
-            file.push(image.to_string_lossy().replace(',', ",,"));
-            file.push(",if=none,id=vrmods,format=raw,readonly=on");
+            file.push(path.to_string_lossy().replace(',', ",,"));
+            file.push(format!(",if=none,id={id},format=raw,readonly=on"));
             a.push("-drive".into());
             a.push(file);
             a.push("-device".into());
-            a.push(format!("{},drive=vrmods", virtio_device("virtio-blk")).into());
+            a.push(format!("{},drive={id},serial={serial}", virtio_device("virtio-blk")).into());
         }
         let mut push = |items: &[&str]| a.extend(items.iter().map(OsString::from));
         if self.host_share {
@@ -501,6 +514,7 @@ mod tests {
             file_ports: 0,
             host_share: false,
             modules_image: None,
+            run_disk: None,
         }
     }
 

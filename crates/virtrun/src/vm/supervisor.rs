@@ -89,15 +89,20 @@ pub enum Start<'a> {
     Save {
         /// Where the snapshot goes.
         snapshot: Pending,
-        /// The run: a cpio archive.
+        /// The run: a cpio archive (the run disk's file, with
+        /// [`Invocation::run_disk`]).
         payload: &'a std::fs::File,
+        /// The archive's length.
+        payload_len: u64,
     },
     /// Restored from `snapshot`, then given `payload`, the run.
     Restore {
         /// The snapshot, opened read-only.
         snapshot: &'a std::fs::File,
-        /// The run: a cpio archive.
+        /// As for [`Start::Save`].
         payload: &'a std::fs::File,
+        /// As for [`Start::Save`].
+        payload_len: u64,
     },
 }
 
@@ -165,6 +170,12 @@ pub fn archive_path() -> std::path::PathBuf {
     format!("/dev/fd/{ARCHIVE_FD}").into()
 }
 
+/// Where QEMU finds the run disk's file of a guest with `channels`
+/// channels: the fd after theirs.
+pub fn run_disk_path(channels: usize) -> std::path::PathBuf {
+    format!("/dev/fd/{}", FIRST_CHANNEL_FD + channels as i32).into()
+}
+
 /// The fds QEMU sees the ends of `channels` channels at.
 pub fn channel_fds(channels: usize) -> Vec<i32> {
     (0..channels as i32).map(|i| FIRST_CHANNEL_FD + i).collect()
@@ -213,10 +224,24 @@ pub fn run(
     let qemu_gone = Arc::new(AtomicBool::new(false));
     let channels = inv.channels();
     let (host_ends, mut qemu_ends) = open_channels(inv, &channels, &qemu_gone)?;
-    // A snapshot is saved through QMP, on the fd after the channels, to
-    // the fd after that; a restore needs no QMP: QEMU loads the snapshot
-    // from the fd after the channels as it starts and runs it.
-    let next_fd = FIRST_CHANNEL_FD + channels.len() as i32;
+    // After the channels: the run disk's file (see [`run_disk_path`]). A
+    // snapshot is saved through QMP, on the next fd, to the fd after that;
+    // a restore needs no QMP: QEMU loads the snapshot from the next fd as
+    // it starts, and runs it.
+    let mut next_fd = FIRST_CHANNEL_FD + channels.len() as i32;
+    if inv.run_disk.is_some() {
+        match &start {
+            Start::Save { payload, .. } | Start::Restore { payload, .. } => {
+                qemu_ends.push(clone_fd(payload)?);
+                next_fd += 1;
+            }
+            Start::Cold => {
+                return Err(SuperviseError::Channels(io::Error::other(
+                    "a run disk without a run",
+                )));
+            }
+        }
+    }
     let migration = |fd: i32| format!("file:/dev/fd/{fd}");
     let (qmp, extra_args) = match &start {
         Start::Cold => (None, Vec::new()),
@@ -250,7 +275,13 @@ pub fn run(
         .take()
         .map(|s| read_qemu_stderr(s, Arc::clone(&state.report)));
     let restoring = matches!(start, Start::Restore { .. });
-    let handover = Arc::new(Handover::new(start, qmp, migration(next_fd + 1), trace)?);
+    let handover = Arc::new(Handover::new(
+        start,
+        qmp,
+        migration(next_fd + 1),
+        inv.run_disk.is_some(),
+        trace,
+    )?);
     let (readers, control) =
         start_readers(inv, &channels, host_ends, outputs, &state, &handover, trace)?;
     // A restored guest is parked already: the run goes into the channel
@@ -312,7 +343,9 @@ fn clone_fd(file: &std::fs::File) -> Result<OwnedFd, SuperviseError> {
 struct Handover {
     save: Mutex<Option<(UnixStream, Pending)>>,
     migration: String,
-    payload: Option<std::fs::File>,
+    payload: Option<(std::fs::File, u64)>,
+    /// The payload is on the run disk: only its length is sent.
+    on_disk: bool,
     trace: Trace,
 }
 
@@ -321,19 +354,34 @@ impl Handover {
         start: Start<'_>,
         qmp: Option<UnixStream>,
         migration: String,
+        on_disk: bool,
         trace: &Trace,
     ) -> Result<Handover, SuperviseError> {
+        let clone = |f: &std::fs::File| f.try_clone().map_err(SuperviseError::Channels);
         let (save, payload) = match (start, qmp) {
-            (Start::Save { snapshot, payload }, Some(qmp)) => {
-                (Some((qmp, snapshot)), Some(payload.try_clone()))
-            }
-            (Start::Restore { payload, .. }, _) => (None, Some(payload.try_clone())),
+            (
+                Start::Save {
+                    snapshot,
+                    payload,
+                    payload_len,
+                },
+                Some(qmp),
+            ) => (Some((qmp, snapshot)), Some((clone(payload)?, payload_len))),
+            (
+                Start::Restore {
+                    payload,
+                    payload_len,
+                    ..
+                },
+                _,
+            ) => (None, Some((clone(payload)?, payload_len))),
             _ => (None, None),
         };
         Ok(Handover {
             save: Mutex::new(save),
             migration,
-            payload: payload.transpose().map_err(SuperviseError::Channels)?,
+            payload,
+            on_disk,
             trace: trace.clone(),
         })
     }
@@ -369,11 +417,15 @@ impl Handover {
     /// fails is still told apart from a run that failed. Sent from a thread
     /// of its own: the control reader must go on reading meanwhile.
     fn go_on(&self, control: &ControlWriter) -> io::Result<()> {
-        let payload = self.payload.as_ref().map(|p| p.try_clone()).transpose()?;
+        let payload = match &self.payload {
+            Some((file, len)) => Some((file.try_clone()?, *len)),
+            None => None,
+        };
+        let on_disk = self.on_disk;
         let control = Arc::clone(control);
         let trace = self.trace.clone();
         thread::spawn(move || {
-            let sent = resume(&control).and_then(|()| send_payload(&control, payload));
+            let sent = resume(&control).and_then(|()| send_payload(&control, payload, on_disk));
             trace.log(|| format!("run handed over: {sent:?} bytes"));
         });
         Ok(())
@@ -402,15 +454,22 @@ fn resume(control: &Mutex<UnixStream>) -> io::Result<()> {
         .write_all(&frame.encode())
 }
 
-/// Sends the run's archive (none: it was in the initramfs).
-fn send_payload(control: &Mutex<UnixStream>, payload: Option<std::fs::File>) -> io::Result<u64> {
+/// Sends the run's archive (none: it was in the initramfs; only its length
+/// when it is on the run disk).
+fn send_payload(
+    control: &Mutex<UnixStream>,
+    payload: Option<(std::fs::File, u64)>,
+    on_disk: bool,
+) -> io::Result<u64> {
     let mut c = control.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(mut payload) = payload else {
+    let Some((mut payload, len)) = payload else {
         c.write_all(&Frame::Payload(0).encode())?;
         return Ok(0);
     };
-    let len = payload.metadata()?.len();
     c.write_all(&Frame::Payload(len).encode())?;
+    if on_disk {
+        return Ok(len);
+    }
     let mut from =
         std::io::Seek::seek(&mut payload, io::SeekFrom::Start(0)).map(|_| payload.take(len))?;
     let sent = io::copy(&mut from, &mut *c)?;
