@@ -3,9 +3,7 @@
 //! back as it was written.
 
 use proptest::prelude::*;
-use virtrun_protocol::{
-    EXIT_MARKER, Event, FRAME_HEADER_LEN, Frame, GuestConfig, Layout, MAX_STDIN_FRAME,
-};
+use virtrun_protocol::{EXIT_MARKER, Event, FRAME_HEADER_LEN, Frame, GuestConfig, MAX_STDIN_FRAME};
 
 fn config() -> ProptestConfig {
     ProptestConfig {
