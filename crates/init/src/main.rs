@@ -96,10 +96,15 @@ fn run(init: u64) -> virtrun_sysinit::Result<()> {
             Err(e) => log::error(&format!("no modules on demand: {e}")),
         }
     }
+    // The run's disk too: found and opened before the save point, read
+    // after it.
+    let run_disk = boot
+        .run_disk
+        .then(|| disk::find(RUN_DISK_SERIAL, disk::DISK_WAIT).and_then(|d| disk::open_direct(&d)));
     let events = EventSender::new(clone(&channels.control)?);
     let mut frames = FrameReader::new(clone(&channels.control)?);
     let config = setup
-        .and_then(|()| receive_run(&boot, &events, &mut frames, &step))
+        .and_then(|()| receive_run(run_disk, &events, &mut frames, &step))
         .and_then(|()| read_config());
     let ready = config.and_then(|config| {
         // SAFETY: no thread has been started yet (the pumps come later).
@@ -142,7 +147,7 @@ fn invalid(what: &'static str) -> impl Fn(virtrun_protocol::ConfigError) -> virt
 /// run's files: none when they were in the initramfs, an archive unpacked
 /// into the root when this guest was booted for a snapshot.
 fn receive_run(
-    boot: &BootConfig,
+    run_disk: Option<virtrun_sysinit::Result<File>>,
     events: &EventSender,
     frames: &mut FrameReader,
     step: &dyn Fn(&str),
@@ -179,9 +184,8 @@ fn receive_run(
     if len == 0 {
         return Ok(());
     }
-    let entries = if boot.run_disk {
-        let disk = disk::find(RUN_DISK_SERIAL, disk::DISK_WAIT)?;
-        cpio::unpack(disk::DirectReader::open(&disk, len)?, Path::new("/"))?
+    let entries = if let Some(disk) = run_disk {
+        cpio::unpack(disk::DirectReader::new(disk?, len), Path::new("/"))?
     } else {
         let mut payload = frames.payload(len);
         let entries = cpio::unpack(&mut payload, Path::new("/"))?;

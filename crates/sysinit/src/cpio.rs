@@ -54,6 +54,9 @@ fn parse_header(h: &[u8; HEADER_LEN]) -> io::Result<Header> {
 struct Counted<R> {
     inner: R,
     offset: u64,
+    /// For file contents: large, as every system call is dear in an
+    /// emulated guest.
+    buf: Vec<u8>,
 }
 
 impl<R: Read> Counted<R> {
@@ -70,11 +73,14 @@ impl<R: Read> Counted<R> {
 
     /// Copies the next `len` bytes to `to`.
     fn copy(&mut self, len: u64, to: &mut impl Write) -> io::Result<()> {
-        let copied = io::copy(&mut (&mut self.inner).take(len), to)?;
-        self.offset += copied;
-        if copied < len {
-            return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+        let mut left = len;
+        while left > 0 {
+            let want = usize::try_from(left).map_or(self.buf.len(), |l| l.min(self.buf.len()));
+            self.inner.read_exact(&mut self.buf[..want])?;
+            to.write_all(&self.buf[..want])?;
+            left -= want as u64;
         }
+        self.offset += len;
         Ok(())
     }
 }
@@ -97,6 +103,7 @@ pub fn unpack(from: impl Read, root: &Path) -> Result<usize> {
     let mut r = Counted {
         inner: from,
         offset: 0,
+        buf: vec![0; 1 << 20],
     };
     let mut entries = 0;
     loop {

@@ -53,24 +53,29 @@ pub struct DirectReader {
     left: u64,
 }
 
+/// Opens the disk at `path` for a [`DirectReader`].
+pub fn open_direct(path: &std::path::Path) -> Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+        .context(|| format!("open {}", path.display()))
+}
+
 impl DirectReader {
-    /// Reads the first `len` bytes of `path`.
-    pub fn open(path: &std::path::Path, len: u64) -> Result<DirectReader> {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(path)
-            .context(|| format!("open {}", path.display()))?;
+    /// Reads the first `len` bytes of `file` (from [`open_direct`]), from
+    /// its start.
+    pub fn new(file: File, len: u64) -> DirectReader {
         let buf = vec![0u8; CHUNK + ALIGN];
         let start = buf.as_ptr().align_offset(ALIGN);
-        Ok(DirectReader {
+        DirectReader {
             file,
             buf,
             start,
             pos: 0,
             filled: 0,
             left: len,
-        })
+        }
     }
 }
 
