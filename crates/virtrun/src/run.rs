@@ -164,7 +164,16 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
         inv.modules_image.is_some(),
     );
     let mut modules = kernel.plan_modules(&drivers, &config.add_modules)?;
-    let warm = warm_start_applies(config, &inv, &modules, trace);
+    let cache = warm_start_applies(config, &inv, &modules, trace)
+        .then(|| {
+            let dir = crate::cache::dir();
+            if dir.is_none() {
+                trace.log(|| "cold boot: no cache directory for snapshots".into());
+            }
+            dir
+        })
+        .flatten();
+    let warm = cache.is_some();
     // A warm run's files come on a disk of their own (a virtio serial port
     // moves a page per read), where the kernel has the driver.
     let has_disk = |drivers: &[crate::target::kernel::Driver]| {
@@ -194,11 +203,10 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
         )
     });
     let plan = plan_archive(config, arch, &kernel, &inv, &modules, &guest_config, &libs)?;
-    let identity = if warm {
-        snapshot_identity(config, &inv, &modules)
-    } else {
-        None
-    };
+    // What the guest was booted from, for its identity.
+    let mut files = vec![config.kernel.clone(), inv.kernel.clone()];
+    files.extend(inv.modules_image.clone());
+    files.extend(modules.transport.iter().cloned());
     let mut boot = Boot {
         inv: &mut inv,
         outputs: &outputs,
@@ -207,8 +215,8 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
         doubt: modules.doubt.as_deref(),
         trace,
     };
-    match identity {
-        Some(identity) => boot.warm(&identity, plan),
+    match cache {
+        Some(cache) => boot.warm(&cache, &files, plan),
         None => boot.cold(&plan),
     }
 }
@@ -244,14 +252,8 @@ fn warm_start_applies(
     cold.is_none()
 }
 
-/// The identity of the guest to restore or save; none without a cache.
-fn snapshot_identity(config: &Config, inv: &Invocation, modules: &ModulePlan) -> Option<Identity> {
-    let cache = crate::cache::dir()?;
-    let mut files: Vec<&Path> = vec![&config.kernel, &inv.kernel];
-    files.extend(inv.modules_image.as_deref());
-    files.extend(modules.transport.iter().map(PathBuf::as_path));
-    let argv = inv.args(&supervisor::channel_fds(inv.channels().len()));
-    Some(Identity::new(&cache, &inv.qemu_bin, &argv, &files))
+fn files_owned(files: &[&Path]) -> Vec<PathBuf> {
+    files.iter().map(|f| f.to_path_buf()).collect()
 }
 
 /// Boots the guest, cold or warm, with what every boot needs.
@@ -287,11 +289,17 @@ impl Boot<'_> {
         Ok(self.outcome(&report))
     }
 
-    /// A warm start: the snapshot restored and the run handed over; without
-    /// a snapshot, or when restoring fails before the guest resumed, a cold
-    /// boot that makes one. (Under a KVM that turns out broken: a cold boot
-    /// under emulation.)
-    fn warm(&mut self, identity: &Identity, plan: Plan) -> Result<Outcome> {
+    /// A warm start: the snapshot in `cache` restored and the run handed
+    /// over; without a snapshot, or when restoring fails before the guest
+    /// resumed, a boot that makes one. The guest was booted from `files`.
+    /// (Under a KVM that turns out broken: all of it again under emulation,
+    /// a guest of another identity.)
+    fn warm(&mut self, cache: &Path, files: &[PathBuf], plan: Plan) -> Result<Outcome> {
+        let argv = self
+            .inv
+            .args(&supervisor::channel_fds(self.inv.channels().len()));
+        let files: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+        let identity = Identity::new(cache, &self.inv.qemu_bin, &argv, &files);
         let (boot_plan, run_plan) = plan.clone().split();
         let (payload, _) = write_archive(self.config, &run_plan)?;
         let payload_len = payload.metadata().context("the run's archive")?.len();
@@ -327,7 +335,7 @@ impl Boot<'_> {
                 },
             )?;
             if self.kvm_broken(&report) {
-                return self.cold(&plan);
+                return self.warm(cache, &files_owned(&files), plan);
             }
             let Some(why) = &report.restore_failure else {
                 return Ok(self.outcome(&report));
@@ -343,14 +351,10 @@ impl Boot<'_> {
                 )
             });
         }
-        let snapshot = match identity.pending() {
-            Ok(pending) => pending,
-            Err(e) => {
-                self.trace
-                    .log(|| format!("cold boot: cannot make a snapshot: {e}"));
-                return self.cold(&plan);
-            }
-        };
+        let snapshot = identity
+            .pending()
+            .inspect_err(|e| self.trace.log(|| format!("no snapshot made: {e}")))
+            .ok();
         let (boot, _) = write_archive(self.config, &boot_plan)?;
         let report = self.run(
             &boot,
@@ -361,17 +365,15 @@ impl Boot<'_> {
             },
         )?;
         if self.kvm_broken(&report) {
-            return self.cold(&plan);
+            return self.warm(cache, &files_owned(&files), plan);
         }
-        if let Some(cache) = identity.path.parent() {
-            // What this guest needs stays: its snapshot, kernel, module tree.
-            let mut keep = vec![identity.path.as_path(), self.inv.kernel.as_path()];
-            keep.extend(self.inv.modules_image.as_deref());
-            let removed = crate::cache::enforce(cache, crate::cache::max(), &keep);
-            if !removed.is_empty() {
-                self.trace
-                    .log(|| format!("cache over its cap: removed {removed:?}"));
-            }
+        // What this guest needs stays: its snapshot, kernel, module tree.
+        let mut keep = vec![identity.path.as_path(), self.inv.kernel.as_path()];
+        keep.extend(self.inv.modules_image.as_deref());
+        let removed = crate::cache::enforce(cache, crate::cache::max(), &keep);
+        if !removed.is_empty() {
+            self.trace
+                .log(|| format!("cache over its cap: removed {removed:?}"));
         }
         Ok(self.outcome(&report))
     }

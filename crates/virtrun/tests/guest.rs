@@ -562,7 +562,7 @@ fn sigint_reaches_the_binary_and_ends_the_run() {
         .arg(kernel())
         .arg(payload("sigint"))
         .env("TMPDIR", tmp.path())
-        .env_remove("VIRTRUN_ARGS")
+        .env("VIRTRUN_ARGS", common::suite_args())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

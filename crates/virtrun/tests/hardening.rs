@@ -128,7 +128,7 @@ fn sigkill_leaves_nothing_behind() {
         .arg(&big)
         .arg(payload("sleep"))
         .env("TMPDIR", tmp.path())
-        .env_remove("VIRTRUN_ARGS")
+        .env("VIRTRUN_ARGS", common::suite_args())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -178,7 +178,7 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 /// tools do: virtrun's own, the ones it forwards into the guest, and cargo's
 /// build settings (the outer build may be instrumented, for one).
 fn clean_env(cmd: &mut Command) -> &mut Command {
-    cmd.env_remove("VIRTRUN_ARGS");
+    cmd.env("VIRTRUN_ARGS", common::suite_args());
     for key in virtrun::run::FORWARDED_ENV {
         cmd.env_remove(key);
     }
@@ -340,7 +340,10 @@ fn go_test_exec_with_profiles_and_coverage() {
             "-run",
             "TestNative",
         ])
-        .env("VIRTRUN_ARGS", virtrun_flags())
+        .env(
+            "VIRTRUN_ARGS",
+            format!("{} {}", virtrun_flags(), common::suite_args()),
+        )
         .arg("-coverprofile")
         .arg(&guest_native)
         .arg("./..."))

@@ -194,11 +194,27 @@ fn new_kernel_content_under_the_same_name_makes_a_new_snapshot() {
     let dir = empty_tmpdir();
     let copy = dir.path().join("vmlinuz");
     std::fs::copy(kernel(), &copy).unwrap();
+    // The copy has no module tree next to it: the original's.
+    let modules = kernel().canonicalize().unwrap();
+    let modules = modules
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("lib/modules");
+    let tree = std::fs::read_dir(modules)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let run = |how: &str| {
         virtrun([
             OsString::from("-debug"),
             "-kernel".into(),
             copy.clone().into(),
+            "-modulesDir".into(),
+            tree.clone().into(),
             payload("exit").into(),
         ])
         .env("VIRTRUN_CACHE", cache.path())

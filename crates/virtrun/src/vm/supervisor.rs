@@ -87,8 +87,9 @@ pub enum Start<'a> {
     /// Booted from an initramfs that holds the boot part; saved to
     /// `snapshot` once parked, then given `payload`, the run.
     Save {
-        /// Where the snapshot goes.
-        snapshot: Pending,
+        /// Where the snapshot goes; none when it cannot be made (the run
+        /// goes on all the same).
+        snapshot: Option<Pending>,
         /// The run: a cpio archive (the run disk's file, with
         /// [`Invocation::run_disk`]).
         payload: &'a std::fs::File,
@@ -245,7 +246,11 @@ pub fn run(
     let migration = |fd: i32| format!("file:/dev/fd/{fd}");
     let (qmp, extra_args) = match &start {
         Start::Cold => (None, Vec::new()),
-        Start::Save { snapshot, .. } => {
+        Start::Save { snapshot: None, .. } => (None, Vec::new()),
+        Start::Save {
+            snapshot: Some(snapshot),
+            ..
+        } => {
             let (host, qemu) = UnixStream::pair().map_err(SuperviseError::Channels)?;
             qemu_ends.push(qemu.into());
             qemu_ends.push(clone_fd(snapshot.file())?);
@@ -365,8 +370,8 @@ impl Handover {
                     payload,
                     payload_len,
                 },
-                Some(qmp),
-            ) => (Some((qmp, snapshot)), Some((clone(payload)?, payload_len))),
+                qmp,
+            ) => (qmp.zip(snapshot), Some((clone(payload)?, payload_len))),
             (
                 Start::Restore {
                     payload,

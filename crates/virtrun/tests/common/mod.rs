@@ -322,8 +322,24 @@ pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
 }
 
+/// Flags every virtrun a test starts gets, through `VIRTRUN_ARGS`: those of
+/// `VIRTRUN_TEST_ARGS` (`-noSnapshot` runs the suite's guests cold), else
+/// none.
+pub fn suite_args() -> String {
+    std::env::var("VIRTRUN_TEST_ARGS").unwrap_or_default()
+}
+
+/// Gives `cmd` the [`suite_args`] as its only `VIRTRUN_ARGS`.
+pub fn set_suite_args(cmd: &mut Command) {
+    match suite_args() {
+        args if args.is_empty() => cmd.env_remove("VIRTRUN_ARGS"),
+        args => cmd.env("VIRTRUN_ARGS", args),
+    };
+}
+
 /// A `virtrun` invocation. By default it gets `-nokvm -transport isa -kernel K`
-/// before the given arguments, an empty private cwd, no `VIRTRUN_ARGS` and stdin
+/// before the given arguments, an empty private cwd, `VIRTRUN_ARGS` from
+/// [`suite_args`] and stdin
 /// from `/dev/null`.
 pub struct Virtrun {
     defaults: bool,
@@ -445,7 +461,6 @@ impl Virtrun {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_virtrun"));
         cmd.args(&argv)
             .current_dir(self.cwd.as_deref().unwrap_or(scratch.path()))
-            .env_remove("VIRTRUN_ARGS")
             .env_remove("LLVM_PROFILE_FILE")
             .stdin(if self.stdin.is_some() {
                 Stdio::piped()
@@ -454,6 +469,7 @@ impl Virtrun {
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        set_suite_args(&mut cmd);
         if let Some(t) = &self.tmpdir {
             cmd.env("TMPDIR", t);
         }
