@@ -60,13 +60,18 @@ pub fn parse_size(s: &str) -> Option<u64> {
     digits.parse::<u64>().ok()?.checked_mul(1 << shift)
 }
 
-/// The cap in bytes: `VIRTRUN_CACHE_MAX` when it parses, else
-/// [`DEFAULT_MAX`].
-pub fn max() -> u64 {
-    std::env::var("VIRTRUN_CACHE_MAX")
-        .ok()
-        .and_then(|v| parse_size(&v))
-        .unwrap_or(DEFAULT_MAX)
+/// The cap in bytes: `VIRTRUN_CACHE_MAX`, else [`DEFAULT_MAX`]; a value
+/// that is not a size is an error.
+pub fn max() -> Result<u64, String> {
+    match std::env::var_os("VIRTRUN_CACHE_MAX") {
+        None => Ok(DEFAULT_MAX),
+        Some(v) => v.to_str().and_then(parse_size).ok_or_else(|| {
+            format!(
+                "VIRTRUN_CACHE_MAX={}: not a size (such as 2G, 500M or a number of bytes)",
+                v.to_string_lossy()
+            )
+        }),
+    }
 }
 
 /// Marks `path` as used now, for the least-recently-used order.

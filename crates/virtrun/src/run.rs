@@ -142,6 +142,7 @@ fn archive_file(keep_in: Option<&Path>) -> std::io::Result<File> {
 /// (exit 255); everything the guest did is in the outcome.
 pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
     let mut signals = supervisor::catch_signals().context("catching signals")?;
+    let cache_max = crate::cache::max().map_err(anyhow::Error::msg)?;
     let (arch, kernel) = inspect(config, trace)?;
     let cwd = std::env::current_dir().context("current directory")?;
     let shares = share::plan(config, &cwd)?;
@@ -213,6 +214,7 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
         config,
         signals: &mut signals,
         doubt: modules.doubt.as_deref(),
+        cache_max,
         trace,
     };
     match cache {
@@ -264,6 +266,8 @@ struct Boot<'a> {
     signals: &'a mut Signals,
     /// Why the drivers may be missing, for the outcome.
     doubt: Option<&'a str>,
+    /// The cache's cap, in bytes.
+    cache_max: u64,
     trace: &'a Trace,
 }
 
@@ -286,7 +290,23 @@ impl Boot<'_> {
                 kept.join(KEPT_ARCHIVE).display()
             );
         }
+        if let Some(cache) = crate::cache::dir() {
+            self.tidy_cache(&cache, None);
+        }
         Ok(self.outcome(&report))
+    }
+
+    /// Keeps the cache under its cap; what this guest needs stays: its
+    /// snapshot, kernel copy, module tree image.
+    fn tidy_cache(&self, cache: &Path, snapshot: Option<&Path>) {
+        let mut keep = vec![self.inv.kernel.as_path()];
+        keep.extend(snapshot);
+        keep.extend(self.inv.modules_image.as_deref());
+        let removed = crate::cache::enforce(cache, self.cache_max, &keep);
+        if !removed.is_empty() {
+            self.trace
+                .log(|| format!("cache over its cap: removed {removed:?}"));
+        }
     }
 
     /// A warm start: the snapshot in `cache` restored and the run handed
@@ -367,14 +387,7 @@ impl Boot<'_> {
         if self.kvm_broken(&report) {
             return self.warm(cache, &files_owned(&files), plan);
         }
-        // What this guest needs stays: its snapshot, kernel, module tree.
-        let mut keep = vec![identity.path.as_path(), self.inv.kernel.as_path()];
-        keep.extend(self.inv.modules_image.as_deref());
-        let removed = crate::cache::enforce(cache, crate::cache::max(), &keep);
-        if !removed.is_empty() {
-            self.trace
-                .log(|| format!("cache over its cap: removed {removed:?}"));
-        }
+        self.tidy_cache(cache, Some(&identity.path));
         Ok(self.outcome(&report))
     }
 

@@ -127,6 +127,21 @@ fn version_prints_on_stdout_and_exits_0() {
 }
 
 #[test]
+fn a_cache_cap_that_is_not_a_size_is_one_line() {
+    for bad in ["2X", "G", "-1", "lots"] {
+        let tmp = empty_tmpdir();
+        let out = virtrun_bare(with_kernel(["/usr/bin/true"]))
+            .env("VIRTRUN_CACHE_MAX", bad)
+            .tmpdir(tmp.path())
+            .run();
+        out.assert_code(255);
+        let line = out.assert_one_line();
+        assert_line_contains(&line, &[&format!("VIRTRUN_CACHE_MAX={bad}"), "not a size"]);
+        assert_empty_dir(tmp.path());
+    }
+}
+
+#[test]
 fn non_elf_binary_is_one_line() {
     let out = fails(with_kernel(["/etc/hostname"]));
     let line = out.assert_one_line();

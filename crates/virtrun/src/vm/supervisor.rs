@@ -322,7 +322,8 @@ pub fn run(
         report.kvm_failure = None;
     }
     report.qemu_stderr = qemu_stderr;
-    if report.resumed {
+    // A run stopped by the user or its deadline is not repeated cold.
+    if report.resumed || report.interrupted.is_some() || report.timed_out.is_some() {
         report.restore_failure = None;
     } else if restoring && report.restore_failure.is_none() {
         report.restore_failure = Some(match report.qemu_status {
