@@ -3,7 +3,7 @@
 use crate::config::Config;
 use crate::outcome::{self, Outcome};
 use crate::pack::gotest;
-use crate::pack::initramfs::{Input, Plan};
+use crate::pack::initramfs::{Content, Input, Plan};
 use crate::pack::share;
 use crate::target::elf::{self, Arch};
 use crate::target::kernel::{Kernel, ModulePlan, RUN_DISK_DRIVER, needed_drivers};
@@ -23,15 +23,13 @@ use std::path::{Path, PathBuf};
 use virtrun_protocol::{BootConfig, GuestConfig, Layout, LoaderConfig, STANDALONE_PORTS};
 
 /// The default init for each architecture, built (and LZ4-compressed) by
-/// `scripts/build-guest-init`.
-fn guest_init(arch: Arch) -> Result<Vec<u8>> {
-    let packed: &[u8] = match arch {
+/// `scripts/build-guest-init`; unpacked when an archive with it is written.
+fn guest_init(arch: Arch) -> Content {
+    Content::Packed(match arch {
         Arch::Amd64 => include_bytes!("../../../guest/init-x86_64.lz4"),
         Arch::Arm64 => include_bytes!("../../../guest/init-aarch64.lz4"),
         Arch::Riscv64 => include_bytes!("../../../guest/init-riscv64.lz4"),
-    };
-    crate::target::unpack::decompress(packed)
-        .map_err(|e| anyhow::anyhow!("unpacking the built-in init: {e}"))
+    })
 }
 
 /// Whether to try KVM for a guest of `arch`: the host's own architecture,
@@ -660,7 +658,7 @@ fn plan_archive(
         init: if config.standalone && !loader {
             None
         } else {
-            Some(guest_init(arch)?)
+            Some(guest_init(arch))
         },
         config: (!config.standalone).then(|| guest_config.encode()),
         boot: (!config.standalone).then(|| {

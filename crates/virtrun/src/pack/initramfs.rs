@@ -25,6 +25,13 @@ pub enum Content {
     Owned(Vec<u8>),
     /// A host file, read (through symlinks) when the archive is written.
     Host(PathBuf),
+    /// Bytes built into virtrun, compressed (the guest init): unpacked only
+    /// when an archive with them is written, which a restored guest needs
+    /// none of.
+    Packed(&'static [u8]),
+    /// A compressed host file (a kernel module the guest kernel cannot
+    /// decompress), unpacked when the archive is written.
+    Unpacked(PathBuf),
 }
 
 /// One node of the guest's root filesystem.
@@ -98,7 +105,7 @@ impl Module {
 #[derive(Debug)]
 pub struct Input<'a> {
     /// The init; None in standalone mode, where `/init` links to `/main`.
-    pub init: Option<Vec<u8>>,
+    pub init: Option<Content>,
     /// The init's configuration (wrapped mode).
     pub config: Option<Vec<u8>>,
     /// The init's boot configuration (wrapped mode).
@@ -206,7 +213,7 @@ impl Plan {
             Some(init) => plan.add(
                 rel(proto::INIT_PATH),
                 Node::File {
-                    content: Content::Owned(init.clone()),
+                    content: init.clone(),
                     perm: Some(0o755),
                 },
             )?,
@@ -372,6 +379,28 @@ impl Plan {
                         bytes.len() as u64,
                         &mut &bytes[..],
                     )?,
+                    Content::Packed(packed) => {
+                        let bytes = crate::target::unpack::decompress(packed).map_err(|e| {
+                            WriteError::Write(io::Error::other(format!("{path}: {e}")))
+                        })?;
+                        w.file(
+                            path,
+                            perm.unwrap_or(0o644),
+                            bytes.len() as u64,
+                            &mut &bytes[..],
+                        )?
+                    }
+                    Content::Unpacked(src) => {
+                        let bytes = crate::target::kernel::read_module(src).map_err(|e| {
+                            WriteError::Read(src.clone(), io::Error::other(e.to_string()))
+                        })?;
+                        w.file(
+                            path,
+                            perm.unwrap_or(0o644),
+                            bytes.len() as u64,
+                            &mut &bytes[..],
+                        )?
+                    }
                     Content::Host(src) => {
                         let read_err = |e| WriteError::Read(src.clone(), e);
                         let mut file = File::open(src).map_err(read_err)?;
@@ -433,7 +462,7 @@ mod tests {
 
     fn plan(init: Option<&[u8]>) -> Plan {
         Plan::new(&Input {
-            init: init.map(<[u8]>::to_vec),
+            init: init.map(|i| Content::Owned(i.to_vec())),
             config: Some(b"cfg".to_vec()),
             boot: None,
             loader: None,
@@ -519,7 +548,7 @@ mod tests {
     #[test]
     fn standalone_loader_takes_the_transport_modules() {
         let plan = Plan::new(&Input {
-            init: Some(b"LOADER".to_vec()),
+            init: Some(Content::Owned(b"LOADER".to_vec())),
             config: None,
             boot: None,
             loader: Some(b"ports\x002\0".to_vec()),
@@ -589,7 +618,7 @@ mod tests {
         std::fs::write(&main, b"#!/bin/true\n").unwrap();
         std::fs::set_permissions(&main, std::fs::Permissions::from_mode(0o750)).unwrap();
         let plan = Plan::new(&Input {
-            init: Some(b"INIT".to_vec()),
+            init: Some(Content::Owned(b"INIT".to_vec())),
             config: None,
             boot: None,
             loader: None,

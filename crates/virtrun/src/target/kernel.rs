@@ -726,7 +726,7 @@ impl Kernel {
                     .map_or(name.as_str(), |(stem, _)| stem);
                 Ok(Module {
                     name: plain.to_string(),
-                    content: Content::Owned(read_module(path)?),
+                    content: Content::Unpacked(path.to_path_buf()),
                 })
             }
             _ => Ok(Module {
@@ -1063,9 +1063,10 @@ pub(crate) mod tests {
             "CONFIG_MODULE_DECOMPRESS=y\nCONFIG_MODULE_COMPRESS_XZ=y\n",
         ));
         let kept = kernel.guest_module(&path).unwrap();
+        assert_eq!(read_module(&path).unwrap(), b"\x7fELF module");
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(unpacked.name, "m.ko");
-        assert_eq!(unpacked.content, Content::Owned(b"\x7fELF module".to_vec()));
+        assert_eq!(unpacked.content, Content::Unpacked(path.clone()));
         assert_eq!(kept.name, "m.ko.xz");
         assert_eq!(kept.content, Content::Host(path));
     }
