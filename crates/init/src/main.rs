@@ -96,26 +96,26 @@ fn run(init: u64) -> virtrun_sysinit::Result<()> {
             Err(e) => log::error(&format!("no modules on demand: {e}")),
         }
     }
-    // The run's disk too: found and opened before the save point, read
-    // after it.
+    // The run's disk too, and the buffer the run is read into: found,
+    // opened and made before the save point, used after it.
     let run_disk = boot
         .run_disk
         .then(|| disk::find(RUN_DISK_SERIAL, disk::DISK_WAIT).and_then(|d| disk::open_direct(&d)));
+    let buffer = disk::buffer();
     let events = EventSender::new(clone(&channels.control)?);
     let mut frames = FrameReader::new(clone(&channels.control)?);
+    let streams = streams(channels, &events)?;
     let config = setup
-        .and_then(|()| receive_run(run_disk, &events, &mut frames, &step))
+        .and_then(|()| receive_run(run_disk, buffer, &events, &mut frames, &step))
         .and_then(|()| read_config());
     let ready = config.and_then(|config| {
-        // SAFETY: no thread has been started yet (the pumps come later).
-        unsafe { set_env(&config) };
         share::mount(&config)?;
         step("shares mounted");
         enter_cwd(&config)?;
         Ok(config)
     });
     let (code, done) =
-        match ready.and_then(|config| run_main(&config, channels, frames, &events, init)) {
+        match ready.and_then(|config| run_main(&config, streams, frames, &events, init)) {
             Ok((code, done)) => (code, Some(done)),
             Err(e) => {
                 let _ = events.send(&Event::Error(e.to_string()));
@@ -148,6 +148,7 @@ fn invalid(what: &'static str) -> impl Fn(virtrun_protocol::ConfigError) -> virt
 /// into the root when this guest was booted for a snapshot.
 fn receive_run(
     run_disk: Option<virtrun_sysinit::Result<File>>,
+    buffer: Vec<u8>,
     events: &EventSender,
     frames: &mut FrameReader,
     step: &dyn Fn(&str),
@@ -185,9 +186,9 @@ fn receive_run(
         return Ok(());
     }
     let entries = if let Some(disk) = run_disk {
-        cpio::unpack(disk::DirectReader::new(disk?, len), Path::new("/"))?
+        cpio::unpack(disk::ChunkReader::new(disk?, len, buffer), Path::new("/"))?
     } else {
-        let mut payload = frames.payload(len);
+        let mut payload = disk::ChunkReader::new(frames.payload(len), len, buffer);
         let entries = cpio::unpack(&mut payload, Path::new("/"))?;
         // Whatever follows the archive's trailer (padding) is part of it.
         io::copy(&mut payload, &mut io::sink()).map_err(control)?;
@@ -209,27 +210,35 @@ fn read_config() -> virtrun_sysinit::Result<GuestConfig> {
     Ok(config)
 }
 
-/// The binary's environment: ours ([`GUEST_ENV`]) then the run's; a
-/// -hostRoot binary gets the host's environment, nothing of ours.
-///
-/// # Safety
-///
-/// No other thread may exist.
-unsafe fn set_env(config: &GuestConfig) {
-    let extra_env = config.env.iter().filter_map(|var| {
-        let i = var.iter().position(|&b| b == b'=')?;
-        Some((
-            OsStr::from_bytes(&var[..i]),
-            OsStr::from_bytes(&var[i + 1..]),
-        ))
-    });
-    // SAFETY: the caller guarantees a single thread.
-    unsafe {
-        if config.host_root {
-            setup::clear_env();
+/// The binary's environment: ours ([`GUEST_ENV`]) then the run's, a
+/// variable set twice in the place of its first; a -hostRoot binary gets
+/// the host's environment, nothing of ours.
+fn binary_env(config: &GuestConfig) -> Vec<Vec<u8>> {
+    let mut env: Vec<(Vec<u8>, Vec<u8>)> = if config.host_root {
+        Vec::new()
+    } else {
+        GUEST_ENV
+            .iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect()
+    };
+    for var in &config.env {
+        let Some(i) = var.iter().position(|&b| b == b'=') else {
+            continue;
+        };
+        let (key, value) = (&var[..i], &var[i + 1..]);
+        match env.iter_mut().find(|(k, _)| k == key) {
+            Some(slot) => slot.1 = value.to_vec(),
+            None => env.push((key.to_vec(), value.to_vec())),
         }
-        setup::set_envs(extra_env);
     }
+    env.into_iter()
+        .map(|(mut k, v)| {
+            k.push(b'=');
+            k.extend(v);
+            k
+        })
+        .collect()
 }
 
 /// Moves to the binary's working directory (the spawn inherits it) and
@@ -249,15 +258,21 @@ fn clone(file: &File) -> virtrun_sysinit::Result<File> {
         .map_err(|e| virtrun_sysinit::Error::new("dup channel", e))
 }
 
-/// Runs the binary with its streams on the channels; returns its exit code.
-fn run_main(
-    config: &GuestConfig,
-    channels: Channels,
-    frames: FrameReader,
-    events: &EventSender,
-    init: u64,
-) -> virtrun_sysinit::Result<(i32, mpsc::Receiver<()>)> {
-    let oom_before = process::oom_kills();
+/// The binary's standard streams: pipes, the pumps from them to the
+/// channels, the writer of its stdin. Made before the save point: a thread
+/// or pipe made after it costs a restored guest more than a booted one.
+struct Streams {
+    stdin_r: io::PipeReader,
+    out_w: io::PipeWriter,
+    err_w: io::PipeWriter,
+    stdin: mpsc::Sender<Vec<u8>>,
+    pumps: [thread::JoinHandle<u64>; 2],
+    out_port: File,
+    err_port: File,
+    oom_before: u64,
+}
+
+fn streams(channels: Channels, events: &EventSender) -> virtrun_sysinit::Result<Streams> {
     let pipe = || io::pipe().map_err(|e| virtrun_sysinit::Error::new("create pipe", e));
     let ((stdin_r, stdin_w), (out_r, out_w), (err_r, err_w)) = (pipe()?, pipe()?, pipe()?);
     let Channels {
@@ -265,21 +280,44 @@ fn run_main(
         stdout: out_port,
         stderr: err_port,
     } = channels;
-    let pumps = [
-        pump(out_r, clone(&out_port)?),
-        pump(err_r, clone(&err_port)?),
-    ];
+    Ok(Streams {
+        stdin_r,
+        out_w,
+        err_w,
+        stdin: write_stdin(stdin_w, events.clone()),
+        pumps: [
+            pump(out_r, clone(&out_port)?),
+            pump(err_r, clone(&err_port)?),
+        ],
+        out_port,
+        err_port,
+        oom_before: process::oom_kills(),
+    })
+}
+
+/// Runs the binary with its streams on the channels; returns its exit code.
+fn run_main(
+    config: &GuestConfig,
+    streams: Streams,
+    frames: FrameReader,
+    events: &EventSender,
+    init: u64,
+) -> virtrun_sysinit::Result<(i32, mpsc::Receiver<()>)> {
+    let Streams {
+        stdin_r,
+        out_w,
+        err_w,
+        stdin,
+        pumps,
+        out_port,
+        err_port,
+        oom_before,
+    } = streams;
     let (done_tx, done_rx) = mpsc::channel();
     // Stdin is accepted before the binary exists, so the host can start
     // sending while the binary starts up.
     let pid_slot = Arc::new(AtomicU32::new(0));
-    forward_frames(
-        frames,
-        stdin_w,
-        Arc::clone(&pid_slot),
-        events.clone(),
-        done_tx,
-    );
+    forward_frames(frames, stdin, Arc::clone(&pid_slot), done_tx);
     let _ = events.send(&Event::Ready);
 
     let argv0 = if config.argv0.is_empty() {
@@ -301,7 +339,8 @@ fn run_main(
         Path::new(OsStr::from_bytes(&config.exec))
     };
     // A session and process-group leader, as on any Linux system.
-    let spawned = process::spawn_session(exec, &argv, [&stdin_r, &out_w, &err_w]);
+    let spawned =
+        process::spawn_session(exec, &argv, &binary_env(config), [&stdin_r, &out_w, &err_w]);
     // Our copies of the binary's pipe ends: the pumps see end-of-file only
     // once they are gone.
     drop((stdin_r, out_w, err_w));
@@ -422,15 +461,10 @@ fn pump(mut from: impl io::Read + Send + 'static, mut to: File) -> thread::JoinH
     })
 }
 
-/// Feeds frames from the host: stdin into the binary (acknowledged once
-/// written, so the host never overruns the guest), signals to the binary.
-fn forward_frames(
-    mut frames: FrameReader,
-    stdin: io::PipeWriter,
-    pid: Arc<AtomicU32>,
-    ack: EventSender,
-    done: mpsc::Sender<()>,
-) {
+/// Writes what it is sent into the binary's stdin, acknowledging each piece
+/// once written, so the host never overruns the guest; dropping the sender
+/// is stdin's end.
+fn write_stdin(stdin: io::PipeWriter, ack: EventSender) -> mpsc::Sender<Vec<u8>> {
     let (tx, rx) = mpsc::channel::<Vec<u8>>();
     thread::spawn(move || {
         let mut stdin = stdin;
@@ -441,6 +475,17 @@ fn forward_frames(
             let _ = ack.send(&Event::StdinAck(data.len()));
         }
     });
+    tx
+}
+
+/// Feeds frames from the host: stdin to [`write_stdin`], signals to the
+/// binary.
+fn forward_frames(
+    mut frames: FrameReader,
+    tx: mpsc::Sender<Vec<u8>>,
+    pid: Arc<AtomicU32>,
+    done: mpsc::Sender<()>,
+) {
     thread::spawn(move || {
         let mut tx = Some(tx);
         while let Ok(Some(frame)) = frames.next_frame() {

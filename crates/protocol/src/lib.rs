@@ -24,6 +24,20 @@
 //! cannot express end-of-file. Guest → host on the control channel is text, one
 //! event per line (see [`Event`]), so it stays readable in a raw capture.
 //!
+//! # One save point
+//!
+//! The default init boots as every run of its guest does — the boot modules
+//! from [`TRANSPORT_MODULES_DIR`], the module tree ([`BootConfig`]), the
+//! channels — then says [`Event::Parked`] and waits. That is where a
+//! snapshot is taken; a restored guest goes on from there. The host answers
+//! with [`Frame::Resume`] (its entropy and clock, which the guest takes
+//! before it says [`Event::Resumed`]) and [`Frame::Payload`]: the run's
+//! files, as a cpio archive on the control channel or on the run's disk
+//! ([`RUN_DISK_SERIAL`]), or none when a cold boot's initramfs held them.
+//! Only then does the init read the run's [`GuestConfig`], mount shares and
+//! start the binary. Until [`Event::Resumed`] nothing of the run has been
+//! handed over, so a restore that fails can still give way to a cold boot.
+//!
 //! # Standalone mode
 //!
 //! In standalone mode the binary is the init, and inits written for the original

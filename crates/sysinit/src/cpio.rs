@@ -8,7 +8,7 @@
 use crate::{ErrorContext, Result};
 use std::ffi::OsStr;
 use std::fs::{DirBuilder, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
@@ -54,12 +54,9 @@ fn parse_header(h: &[u8; HEADER_LEN]) -> io::Result<Header> {
 struct Counted<R> {
     inner: R,
     offset: u64,
-    /// For file contents: large, as every system call is dear in an
-    /// emulated guest.
-    buf: Vec<u8>,
 }
 
-impl<R: Read> Counted<R> {
+impl<R: BufRead> Counted<R> {
     fn exact(&mut self, buf: &mut [u8]) -> io::Result<()> {
         self.inner.read_exact(buf)?;
         self.offset += buf.len() as u64;
@@ -71,14 +68,19 @@ impl<R: Read> Counted<R> {
         self.exact(&mut [0u8; 3][..pad])
     }
 
-    /// Copies the next `len` bytes to `to`.
+    /// Copies the next `len` bytes to `to`, straight from the reader's
+    /// buffer.
     fn copy(&mut self, len: u64, to: &mut impl Write) -> io::Result<()> {
         let mut left = len;
         while left > 0 {
-            let want = usize::try_from(left).map_or(self.buf.len(), |l| l.min(self.buf.len()));
-            self.inner.read_exact(&mut self.buf[..want])?;
-            to.write_all(&self.buf[..want])?;
-            left -= want as u64;
+            let data = self.inner.fill_buf()?;
+            if data.is_empty() {
+                return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+            }
+            let n = data.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            to.write_all(&data[..n])?;
+            self.inner.consume(n);
+            left -= n as u64;
         }
         self.offset += len;
         Ok(())
@@ -97,13 +99,13 @@ fn target(root: &Path, name: &[u8]) -> io::Result<PathBuf> {
     Ok(root.join(rel))
 }
 
-/// Unpacks the archive read from `from` under `root`; returns the number of
-/// entries. Existing directories are kept, existing files replaced.
-pub fn unpack(from: impl Read, root: &Path) -> Result<usize> {
+/// Unpacks the archive read from `from` under `root` (file contents are
+/// written from its buffer, [`crate::disk::ChunkReader`]); returns the
+/// number of entries. Existing directories are kept, existing files replaced.
+pub fn unpack(from: impl BufRead, root: &Path) -> Result<usize> {
     let mut r = Counted {
         inner: from,
         offset: 0,
-        buf: vec![0; 1 << 20],
     };
     let mut entries = 0;
     loop {

@@ -5,7 +5,7 @@
 
 use crate::{ErrorContext, Result};
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -36,24 +36,15 @@ pub fn find(serial: &str, wait: Duration) -> Result<PathBuf> {
     }
 }
 
-/// Size of one read: large, as each read is one request to the host.
-const CHUNK: usize = 1 << 20;
+/// Size of one read: large, as each read of a disk is one request to the
+/// host.
+pub const CHUNK: usize = 1 << 20;
 /// Alignment `O_DIRECT` wants of buffers (and offsets and sizes).
 const ALIGN: usize = 4096;
 
-/// The first bytes of a disk, read past the page cache (`O_DIRECT`): under a
-/// restored guest the disk's contents changed since the kernel cached any
-/// of it.
-pub struct DirectReader {
-    file: File,
-    buf: Vec<u8>,
-    start: usize,
-    pos: usize,
-    filled: usize,
-    left: u64,
-}
-
-/// Opens the disk at `path` for a [`DirectReader`].
+/// Opens the disk at `path` to be read past the page cache (`O_DIRECT`):
+/// under a restored guest the disk's contents changed since the kernel
+/// cached any of it.
 pub fn open_direct(path: &std::path::Path) -> Result<File> {
     std::fs::OpenOptions::new()
         .read(true)
@@ -62,14 +53,31 @@ pub fn open_direct(path: &std::path::Path) -> Result<File> {
         .context(|| format!("open {}", path.display()))
 }
 
-impl DirectReader {
-    /// Reads the first `len` bytes of `file` (from [`open_direct`]), from
-    /// its start.
-    pub fn new(file: File, len: u64) -> DirectReader {
-        let buf = vec![0u8; CHUNK + ALIGN];
+/// A buffer for a [`ChunkReader`], its pages touched now: a guest that is
+/// saved after making it finds them in place when restored, where each
+/// page fault of a fresh buffer would cost it dearly under emulation.
+pub fn buffer() -> Vec<u8> {
+    vec![1u8; CHUNK + ALIGN]
+}
+
+/// The first `len` bytes of a source, read in chunks of up to [`CHUNK`]
+/// bytes into a buffer made beforehand ([`buffer`]), aligned for
+/// `O_DIRECT`, and handed out from there ([`BufRead`]): no copy of its own.
+pub struct ChunkReader<R> {
+    inner: R,
+    buf: Vec<u8>,
+    start: usize,
+    pos: usize,
+    filled: usize,
+    left: u64,
+}
+
+impl<R: Read> ChunkReader<R> {
+    /// Reads the first `len` bytes of `inner`, from where it is.
+    pub fn new(inner: R, len: u64, buf: Vec<u8>) -> ChunkReader<R> {
         let start = buf.as_ptr().align_offset(ALIGN);
-        DirectReader {
-            file,
+        ChunkReader {
+            inner,
             buf,
             start,
             pos: 0,
@@ -79,31 +87,46 @@ impl DirectReader {
     }
 }
 
-impl Read for DirectReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if self.left == 0 || out.is_empty() {
-            return Ok(0);
+impl<R: Read> BufRead for ChunkReader<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if self.left == 0 {
+            return Ok(&[]);
         }
         if self.pos == self.filled {
-            let chunk = &mut self.buf[self.start..self.start + CHUNK];
-            let n = self.file.read(chunk)?;
+            let room = (self.buf.len() - self.start).min(CHUNK) / ALIGN * ALIGN;
+            let chunk = &mut self.buf[self.start..self.start + room];
+            let n = loop {
+                match self.inner.read(chunk) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    other => break other?,
+                }
+            };
             if n == 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
-                    format!("the disk ended {} bytes early", self.left),
+                    format!("the run ended {} bytes early", self.left),
                 ));
             }
             self.pos = 0;
             self.filled = n;
         }
-        let n = out
-            .len()
-            .min(self.filled - self.pos)
-            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = (self.filled - self.pos).min(usize::try_from(self.left).unwrap_or(usize::MAX));
         let from = self.start + self.pos;
-        out[..n].copy_from_slice(&self.buf[from..from + n]);
+        Ok(&self.buf[from..from + n])
+    }
+
+    fn consume(&mut self, n: usize) {
         self.pos += n;
         self.left -= n as u64;
+    }
+}
+
+impl<R: Read> Read for ChunkReader<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let data = self.fill_buf()?;
+        let n = data.len().min(out.len());
+        out[..n].copy_from_slice(&data[..n]);
+        self.consume(n);
         Ok(n)
     }
 }

@@ -78,7 +78,8 @@ pub fn monotonic_us() -> u64 {
 
 /// Starts `path` as a session and process-group leader (as a login shell
 /// or a service manager starts a program: `getsid` and `getpgrp` are its
-/// own pid), with `argv` (`argv[0]` included), the current environment, and
+/// own pid), with `argv` (`argv[0]` included), the environment `env`
+/// (`KEY=VALUE` entries), and
 /// `stdio` as its fds 0, 1 and 2; every other fd of ours is close-on-exec.
 /// Signal handling starts from the defaults and an empty mask, whatever the
 /// init changed. Returns the pid.
@@ -88,6 +89,7 @@ pub fn monotonic_us() -> u64 {
 pub fn spawn_session(
     path: &std::path::Path,
     argv: &[std::ffi::OsString],
+    env: &[Vec<u8>],
     stdio: [&dyn std::os::fd::AsRawFd; 3],
 ) -> io::Result<u32> {
     use std::ffi::CString;
@@ -100,13 +102,9 @@ pub fn spawn_session(
         .iter()
         .map(|a| cstring(a.as_bytes()))
         .collect::<io::Result<_>>()?;
-    let envp: Vec<CString> = std::env::vars_os()
-        .map(|(k, v)| {
-            let mut kv = k.as_bytes().to_vec();
-            kv.push(b'=');
-            kv.extend_from_slice(v.as_bytes());
-            cstring(&kv)
-        })
+    let envp: Vec<CString> = env
+        .iter()
+        .map(|kv| cstring(kv))
         .collect::<io::Result<_>>()?;
     let ptrs = |v: &[CString]| -> Vec<*mut libc::c_char> {
         v.iter()

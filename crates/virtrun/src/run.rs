@@ -356,11 +356,19 @@ impl Boot<'_> {
                 return self.warm(cache, &files_owned(&files), plan);
             }
             let Some(why) = &report.restore_failure else {
+                identity.restored();
                 return Ok(self.outcome(&report));
             };
             self.trace
                 .log(|| format!("restore failed ({why}): booting cold instead"));
-            identity.discard(&snapshot);
+            if identity.discard(&snapshot) {
+                self.trace
+                    .log(|| "it failed before: no snapshot of this guest is made again".into());
+            }
+        } else if identity.given_up() {
+            self.trace.log(|| {
+                "cold boot: this guest's snapshots failed to restore twice; none is made".into()
+            });
         } else {
             self.trace.log(|| {
                 format!(
@@ -369,10 +377,14 @@ impl Boot<'_> {
                 )
             });
         }
-        let snapshot = identity
-            .pending()
-            .inspect_err(|e| self.trace.log(|| format!("no snapshot made: {e}")))
-            .ok();
+        let snapshot = if identity.given_up() {
+            None
+        } else {
+            identity
+                .pending()
+                .inspect_err(|e| self.trace.log(|| format!("no snapshot made: {e}")))
+                .ok()
+        };
         let (boot, _) = write_archive(self.config, &boot_plan)?;
         let report = self.run(
             &boot,

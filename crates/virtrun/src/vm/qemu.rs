@@ -335,6 +335,10 @@ impl Invocation {
             // The crypto self-tests cost 0.5-1 s of every boot under
             // emulation and test the kernel, not the binary.
             "cryptomgr.notests".into(),
+            // An emulated TSC runs with the host's clock; its watchdog, on
+            // jiffies that lag under load (and across a snapshot), would
+            // find it unstable and leave the guest with a 4 ms clock.
+            "tsc=reliable".into(),
         ];
         if self.smp == 1 {
             parts.push("acpi=off".into());

@@ -37,7 +37,10 @@ impl Qmp {
         qmp.execute("qmp_capabilities", json!({}))?;
         qmp.execute(
             "migrate-set-capabilities",
-            json!({"capabilities": [{"capability": "mapped-ram", "state": true}]}),
+            json!({"capabilities": [
+                {"capability": "mapped-ram", "state": true},
+                {"capability": "multifd", "state": true},
+            ]}),
         )?;
         Ok(qmp)
     }

@@ -115,14 +115,34 @@ impl Identity {
     }
 
     /// Removes the snapshot that `bad` (opened with [`Identity::open`]) is,
-    /// unless another run replaced it meanwhile.
-    pub fn discard(&self, bad: &File) {
-        let (Ok(bad), Ok(now)) = (bad.metadata(), std::fs::metadata(&self.path)) else {
-            return;
-        };
-        if (bad.dev(), bad.ino()) == (now.dev(), now.ino()) {
+    /// unless another run replaced it meanwhile, and notes that this guest
+    /// failed to restore. Returns whether it had failed before: a snapshot
+    /// that this QEMU makes but cannot restore is not made again and again.
+    pub fn discard(&self, bad: &File) -> bool {
+        let again = self.failed_marker().exists();
+        let _ = std::fs::write(self.failed_marker(), if again { "2" } else { "1" });
+        if let (Ok(bad), Ok(now)) = (bad.metadata(), std::fs::metadata(&self.path))
+            && (bad.dev(), bad.ino()) == (now.dev(), now.ino())
+        {
             let _ = std::fs::remove_file(&self.path);
         }
+        again
+    }
+
+    /// Whether restoring this guest failed twice in a row.
+    pub fn given_up(&self) -> bool {
+        std::fs::read(self.failed_marker()).is_ok_and(|n| n == b"2")
+    }
+
+    /// Notes that this guest restored fine.
+    pub fn restored(&self) {
+        let _ = std::fs::remove_file(self.failed_marker());
+    }
+
+    fn failed_marker(&self) -> PathBuf {
+        let mut name = self.path.clone().into_os_string();
+        name.push(".failed");
+        PathBuf::from(name)
     }
 
     /// A snapshot to be written now, unnamed until [`Pending::commit`].
@@ -150,9 +170,10 @@ impl Pending {
     }
 
     /// Makes the complete snapshot read-only and gives it its name; a
-    /// snapshot a run in parallel made first is kept.
+    /// snapshot a run in parallel made first is kept. Not synced to disk:
+    /// one that a crash of the host damaged fails to restore, and a cold
+    /// boot replaces it.
     pub fn commit(self) -> io::Result<PathBuf> {
-        self.file.sync_data()?;
         self.file
             .set_permissions(std::fs::Permissions::from_mode(0o444))?;
         crate::scratch::link(&self.file, &self.path)?;
@@ -199,7 +220,13 @@ mod tests {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o444);
         let file = id.open().unwrap();
-        id.discard(&file);
+        assert!(!id.discard(&file), "a first failure");
         assert!(!path.exists());
+        assert!(!id.given_up());
+        // Made again, and it fails again: given up on.
+        let again = id.pending().unwrap();
+        again.commit().unwrap();
+        assert!(id.discard(&id.open().unwrap()), "a second failure");
+        assert!(id.given_up());
     }
 }

@@ -77,6 +77,9 @@ pub struct Report {
     /// Restoring the snapshot failed before the guest resumed: nothing of
     /// the run was handed over, a cold boot may take its place.
     pub restore_failure: Option<String>,
+    /// The host has everything the guest reported (exit code, streams,
+    /// files) and told it so.
+    pub finished: bool,
 }
 
 /// Where the guest comes from.
@@ -267,6 +270,8 @@ pub fn run(
             let args = [
                 "-global".to_string(),
                 "migration.mapped-ram=on".into(),
+                "-global".into(),
+                "migration.x-multifd=on".into(),
                 "-incoming".into(),
                 migration(next_fd),
             ];
@@ -274,7 +279,10 @@ pub fn run(
         }
     };
     let mut child = spawn_qemu(inv, archive, qemu_ends, channels.len(), &extra_args, trace)?;
-    let state = State::default();
+    let state = State {
+        qemu_pid: child.id() as libc::pid_t,
+        ..State::default()
+    };
     let qemu_stderr = child
         .stderr
         .take()
@@ -491,6 +499,7 @@ fn send_payload(
 /// What the supervisor's threads share.
 #[derive(Default)]
 struct State {
+    qemu_pid: libc::pid_t,
     flow: Shared,
     received: Received,
     report: Arc<Mutex<Report>>,
@@ -644,6 +653,7 @@ fn start_readers(
                 let writer_in = Arc::clone(&writer);
                 thread::spawn(move || pump_stdin(&writer_in, &flow_in));
                 let ctx = ControlContext {
+                    stop_when_finished: (!inv.host_share).then_some(state.qemu_pid),
                     flow: Arc::clone(&state.flow),
                     report,
                     outputs: outputs.to_vec(),
@@ -732,6 +742,7 @@ impl Watch<'_> {
             if lock(report).protocol_error.is_some() {
                 kill_qemu();
             }
+
             if self.restoring {
                 let mut r = lock(report);
                 if !r.resumed && r.restore_failure.is_none() && start.elapsed() >= RESTORE_DEADLINE
@@ -866,6 +877,7 @@ fn read_log(stream: HostEnd, verbose: bool, has_marker: bool, report: &Mutex<Rep
 /// Reads events from the init.
 fn read_control(stream: UnixStream, ctx: &ControlContext) {
     let ControlContext {
+        stop_when_finished,
         flow,
         report,
         outputs,
@@ -938,6 +950,15 @@ fn read_control(stream: UnixStream, ctx: &ControlContext) {
                     wait_for_streams(received, expected, trace);
                     let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
                     let _ = w.write_all(&Frame::Done.encode());
+                    lock(report).finished = true;
+                    // A guest without the host's files has nothing left to
+                    // do: it is not waited for to power off.
+                    if let Some(pid) = stop_when_finished {
+                        // SAFETY: kill(2) on QEMU, which cannot have been
+                        // reaped: it does not end before the guest has the
+                        // Done just written. No memory involved.
+                        unsafe { libc::kill(*pid, libc::SIGKILL) };
+                    }
                 }
                 trace.log(|| "exit code received; waiting for QEMU to end".into());
             }
@@ -1005,6 +1026,8 @@ type Received = Arc<[AtomicU64; 2]>;
 
 /// What the control reader works with.
 struct ControlContext {
+    /// QEMU's pid, to stop it once the host has everything.
+    stop_when_finished: Option<libc::pid_t>,
     flow: Shared,
     report: Arc<Mutex<Report>>,
     outputs: Vec<Output>,
