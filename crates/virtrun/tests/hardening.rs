@@ -112,6 +112,16 @@ fn running(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
+/// Kills the process with this pid when dropped (a test that failed).
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on a child of ours; no memory involved.
+        unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
+    }
+}
+
 /// `kill -9` of virtrun while its guest runs with a 100 MB `-addFile`: the
 /// archive (its parts, warm) never had a name in `TMPDIR`, was readable by its owner only while
 /// it existed, and QEMU is gone within 2 s.
@@ -135,6 +145,8 @@ fn sigkill_leaves_nothing_behind() {
         .spawn()
         .unwrap();
     let virtrun = child.id();
+    // A failed assertion must not leave the guest running for good.
+    let guard = KillOnDrop(virtrun);
     // The payload says "ready" once the guest runs it.
     let mut ready = [0u8; 6];
     std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut ready).unwrap();
@@ -162,6 +174,7 @@ fn sigkill_leaves_nothing_behind() {
     child.kill().unwrap();
     let killed = Instant::now();
     child.wait().unwrap();
+    std::mem::forget(guard);
     while running(qemu) {
         assert!(
             killed.elapsed() < Duration::from_secs(2),

@@ -192,6 +192,8 @@ pub fn check_transport(machine: &str, transport: Transport) -> Result<(), QemuEr
 /// Everything the QEMU command line is made from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invocation {
+    /// The guest's architecture.
+    pub arch: Arch,
     /// Emulator to run.
     pub qemu_bin: PathBuf,
     /// Machine type.
@@ -256,6 +258,7 @@ impl Invocation {
             (Vec::new(), 0)
         };
         let inv = Invocation {
+            arch,
             qemu_bin: config.qemu_bin.clone().unwrap_or_else(|| d.qemu_bin.into()),
             machine,
             cpu: config.cpu.clone().unwrap_or_else(|| d.cpu.to_string()),
@@ -335,11 +338,13 @@ impl Invocation {
             // The crypto self-tests cost 0.5-1 s of every boot under
             // emulation and test the kernel, not the binary.
             "cryptomgr.notests".into(),
+        ];
+        if self.arch == Arch::Amd64 {
             // An emulated TSC runs with the host's clock; its watchdog, on
             // jiffies that lag under load (and across a snapshot), would
             // find it unstable and leave the guest with a 4 ms clock.
-            "tsc=reliable".into(),
-        ];
+            parts.push("tsc=reliable".into());
+        }
         if self.smp == 1 {
             parts.push("acpi=off".into());
         }
@@ -502,6 +507,7 @@ mod tests {
 
     fn inv(transport: Transport) -> Invocation {
         Invocation {
+            arch: Arch::Amd64,
             qemu_bin: "qemu-system-x86_64".into(),
             machine: "q35".into(),
             cpu: "max".into(),
@@ -565,7 +571,7 @@ mod tests {
             args,
             "-display none -monitor none -no-reboot -nodefaults -no-user-config \
              -machine q35 -cpu max -accel tcg -m 256 -smp 1 -kernel /k -initrd /tmp/i \
-             -append console=ttyS0 panic=-1 mitigations=off initcall_blacklist=ahci_pci_driver_init cryptomgr.notests acpi=off quiet \
+             -append console=ttyS0 panic=-1 mitigations=off initcall_blacklist=ahci_pci_driver_init cryptomgr.notests tsc=reliable acpi=off quiet \
              -chardev socket,id=vr0,fd=3 -serial chardev:vr0 \
              -chardev socket,id=vr1,fd=4 -serial chardev:vr1 \
              -chardev socket,id=vr2,fd=5 -serial chardev:vr2 \
@@ -598,7 +604,7 @@ mod tests {
         i.verbose = true;
         assert_eq!(
             i.kernel_cmdline(),
-            "console=ttyS0 panic=-1 mitigations=off initcall_blacklist=ahci_pci_driver_init cryptomgr.notests debug"
+            "console=ttyS0 panic=-1 mitigations=off initcall_blacklist=ahci_pci_driver_init cryptomgr.notests tsc=reliable debug"
         );
         i.cpu = String::new();
         i.kvm = true;
@@ -685,7 +691,7 @@ mod tests {
         assert_eq!(
             i.kernel_cmdline(),
             "console=ttyS0 panic=-1 mitigations=off initcall_blacklist=ahci_pci_driver_init \
-             cryptomgr.notests acpi=off quiet -- \"-test.v\" \"a b\" \"\" \"ü=1\""
+             cryptomgr.notests tsc=reliable acpi=off quiet -- \"-test.v\" \"a b\" \"\" \"ü=1\""
         );
         let bytes = OsString::from(OsStr::from_bytes(b"\xff\n"));
         i.init_args = vec![bytes];
