@@ -314,6 +314,19 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// The NUL-terminated `key`, `value` fields of an encoded configuration,
+/// in pairs.
+fn fields(data: &[u8]) -> Result<Vec<&[u8]>, ConfigError> {
+    let body = data
+        .strip_suffix(&[0])
+        .ok_or_else(|| ConfigError("not NUL-terminated".into()))?;
+    let fields: Vec<&[u8]> = body.split(|&b| b == 0).collect();
+    if !fields.len().is_multiple_of(2) {
+        return Err(ConfigError("odd number of fields".into()));
+    }
+    Ok(fields)
+}
+
 impl GuestConfig {
     /// Serialises the configuration.
     pub fn encode(&self) -> Vec<u8> {
@@ -347,13 +360,7 @@ impl GuestConfig {
 
     /// Parses what [`GuestConfig::encode`] wrote.
     pub fn decode(data: &[u8]) -> Result<Self, ConfigError> {
-        let body = data
-            .strip_suffix(&[0])
-            .ok_or_else(|| ConfigError("not NUL-terminated".into()))?;
-        let fields: Vec<&[u8]> = body.split(|&b| b == 0).collect();
-        if !fields.len().is_multiple_of(2) {
-            return Err(ConfigError("odd number of fields".into()));
-        }
+        let fields = fields(data)?;
         let mut verbose = false;
         let mut argv0 = Vec::new();
         let mut args = Vec::new();
@@ -434,10 +441,7 @@ impl BootConfig {
 
     /// Parses what [`BootConfig::encode`] wrote.
     pub fn decode(data: &[u8]) -> Result<Self, ConfigError> {
-        let body = data
-            .strip_suffix(&[0])
-            .ok_or_else(|| ConfigError("not NUL-terminated".into()))?;
-        let fields: Vec<&[u8]> = body.split(|&b| b == 0).collect();
+        let fields = fields(data)?;
         let mut layout = None;
         let mut verbose = false;
         let mut modules_on_demand = false;
@@ -484,10 +488,7 @@ impl LoaderConfig {
 
     /// Parses what [`LoaderConfig::encode`] wrote.
     pub fn decode(data: &[u8]) -> Result<Self, ConfigError> {
-        let body = data
-            .strip_suffix(&[0])
-            .ok_or_else(|| ConfigError("not NUL-terminated".into()))?;
-        let fields: Vec<&[u8]> = body.split(|&b| b == 0).collect();
+        let fields = fields(data)?;
         let mut ports = None;
         let mut verbose = false;
         for pair in fields.chunks(2) {

@@ -372,43 +372,31 @@ impl Plan {
                 Node::Dir => w.dir(path, dir_mode(path))?,
                 Node::Symlink(target) => w.symlink(path, target)?,
                 Node::CharDev(major, minor) => w.char_dev(path, 0o600, *major, *minor)?,
-                Node::File { content, perm } => match content {
-                    Content::Owned(bytes) => w.file(
-                        path,
-                        perm.unwrap_or(0o644),
-                        bytes.len() as u64,
-                        &mut &bytes[..],
-                    )?,
-                    Content::Packed(packed) => {
-                        let bytes = crate::target::unpack::decompress(packed).map_err(|e| {
-                            WriteError::Write(io::Error::other(format!("{path}: {e}")))
-                        })?;
-                        w.file(
-                            path,
-                            perm.unwrap_or(0o644),
-                            bytes.len() as u64,
-                            &mut &bytes[..],
-                        )?
-                    }
-                    Content::Unpacked(src) => {
-                        let bytes = crate::target::kernel::read_module(src).map_err(|e| {
-                            WriteError::Read(src.clone(), io::Error::other(e.to_string()))
-                        })?;
-                        w.file(
-                            path,
-                            perm.unwrap_or(0o644),
-                            bytes.len() as u64,
-                            &mut &bytes[..],
-                        )?
-                    }
-                    Content::Host(src) => {
-                        let read_err = |e| WriteError::Read(src.clone(), e);
-                        let mut file = File::open(src).map_err(read_err)?;
-                        let meta = file.metadata().map_err(read_err)?;
-                        let perm = perm.unwrap_or(meta.permissions().mode() & 0o7777);
-                        w.file(path, perm, meta.len(), &mut file)?;
-                    }
-                },
+                Node::File { content, perm } => {
+                    let bytes: std::borrow::Cow<'_, [u8]> = match content {
+                        Content::Host(src) => {
+                            let read_err = |e| WriteError::Read(src.clone(), e);
+                            let mut file = File::open(src).map_err(read_err)?;
+                            let meta = file.metadata().map_err(read_err)?;
+                            let perm = perm.unwrap_or(meta.permissions().mode() & 0o7777);
+                            w.file(path, perm, meta.len(), &mut file)?;
+                            continue;
+                        }
+                        Content::Owned(bytes) => bytes.into(),
+                        Content::Packed(packed) => crate::target::unpack::decompress(packed)
+                            .map_err(|e| {
+                                WriteError::Write(io::Error::other(format!("{path}: {e}")))
+                            })?
+                            .into(),
+                        Content::Unpacked(src) => crate::target::kernel::read_module(src)
+                            .map_err(|e| {
+                                WriteError::Read(src.clone(), io::Error::other(e.to_string()))
+                            })?
+                            .into(),
+                    };
+                    let len = bytes.len() as u64;
+                    w.file(path, perm.unwrap_or(0o644), len, &mut &bytes[..])?;
+                }
             }
         }
         Ok(w.finish()?)
