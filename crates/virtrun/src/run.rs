@@ -156,41 +156,14 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
     inv.modules_image = modules_image(config, &kernel, inv.transport, trace);
     let mut outputs = gotest.outputs;
     let guest_config = guest_config(config, &gotest.args, &cwd, &shares, &mut outputs, trace);
-    let mut drivers = needed_drivers(
+    let drivers = needed_drivers(
         inv.transport,
         inv.host_share,
         config.host_root,
         inv.modules_image.is_some(),
     );
     let mut modules = kernel.plan_modules(&drivers, &config.add_modules)?;
-    let cache = warm_start_applies(config, &inv, &modules, trace)
-        .then(|| {
-            let dir = crate::cache::dir();
-            if dir.is_none() {
-                trace.log(|| "cold boot: no cache directory for snapshots".into());
-            }
-            dir
-        })
-        .flatten();
-    let warm = cache.is_some();
-    // A warm run's files come on a disk of their own (a virtio serial port
-    // moves a page per read), where the kernel has the driver.
-    let has_disk = |drivers: &[crate::target::kernel::Driver]| {
-        drivers.iter().any(|d| d.module == RUN_DISK_DRIVER.module)
-    };
-    if warm && !has_disk(&drivers) {
-        drivers.push(RUN_DISK_DRIVER);
-        match kernel.plan_modules(&drivers, &config.add_modules) {
-            Ok(plan) => modules = plan,
-            Err(e) => {
-                drivers.pop();
-                trace.log(|| format!("the run goes over the control channel: {e}"));
-            }
-        }
-    }
-    if warm && has_disk(&drivers) {
-        inv.run_disk = Some(supervisor::run_disk_path(inv.channels().len()));
-    }
+    let cache = warm_start(config, &kernel, &mut inv, drivers, &mut modules, trace);
     trace.log(|| {
         let tree = kernel
             .modules
@@ -219,6 +192,39 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
         Some(cache) => boot.warm(&cache, &files, plan),
         None => boot.cold(&plan),
     }
+}
+
+/// The cache whose snapshot this run starts from (or makes), when warm
+/// start applies; the run then gets a disk of its own for its files (a
+/// virtio serial port moves a page per read), where the kernel has the
+/// driver, which joins the boot modules.
+fn warm_start(
+    config: &Config,
+    kernel: &Kernel,
+    inv: &mut Invocation,
+    mut drivers: Vec<crate::target::kernel::Driver>,
+    modules: &mut ModulePlan,
+    trace: &Trace,
+) -> Option<PathBuf> {
+    if !warm_start_applies(config, inv, modules, trace) {
+        return None;
+    }
+    let Some(cache) = crate::cache::dir() else {
+        trace.log(|| "cold boot: no cache directory for snapshots".into());
+        return None;
+    };
+    if !drivers.iter().any(|d| d.module == RUN_DISK_DRIVER.module) {
+        drivers.push(RUN_DISK_DRIVER);
+        match kernel.plan_modules(&drivers, &config.add_modules) {
+            Ok(plan) => *modules = plan,
+            Err(e) => {
+                trace.log(|| format!("the run goes over the control channel: {e}"));
+                return Some(cache);
+            }
+        }
+    }
+    inv.run_disk = Some(supervisor::run_disk_path(inv.channels().len()));
+    Some(cache)
 }
 
 /// Whether warm start applies: on by default, but not for `-noSnapshot`, a
