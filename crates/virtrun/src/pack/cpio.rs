@@ -233,6 +233,7 @@ pub fn read_archive(mut data: &[u8]) -> io::Result<Vec<ReadEntry>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn round_trip_all_entry_kinds() {
@@ -259,6 +260,62 @@ mod tests {
         let mut inos: Vec<_> = entries.iter().map(|e| e.ino).collect();
         inos.dedup();
         assert_eq!(inos.len(), entries.len(), "inodes are unique");
+    }
+
+    /// What this writer packs, the guest init's reader unpacks
+    /// (`virtrun_sysinit::cpio`), in small and large reads alike.
+    #[test]
+    fn the_guest_unpacks_what_the_host_packs() {
+        use std::os::unix::fs::PermissionsExt;
+        use virtrun_sysinit::disk::{ChunkReader, buffer};
+        let mut w = Writer::new(Vec::new());
+        w.dir("data", 0o755).unwrap();
+        let big: Vec<u8> = (0..3 << 20).map(|i| (i * 7 % 251) as u8).collect();
+        w.file("data/big", 0o755, big.len() as u64, &mut &big[..])
+            .unwrap();
+        w.file("data/empty", 0o600, 0, &mut io::empty()).unwrap();
+        w.symlink("lib64", "/lib").unwrap();
+        let archive = w.finish().unwrap();
+        for piece in [1, 4096, 1 << 20] {
+            let root = tempfile::tempdir().unwrap();
+            // A source that hands out at most `piece` bytes per read.
+            struct Pieces<'a>(&'a [u8], usize);
+            impl io::Read for Pieces<'_> {
+                fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+                    let n = self.0.len().min(out.len()).min(self.1);
+                    out[..n].copy_from_slice(&self.0[..n]);
+                    self.0 = &self.0[n..];
+                    Ok(n)
+                }
+            }
+            let source = Pieces(&archive, piece);
+            let reader = ChunkReader::new(source, archive.len() as u64, buffer());
+            let entries = virtrun_sysinit::cpio::unpack(reader, root.path()).unwrap();
+            assert_eq!(entries, 4);
+            let got = std::fs::read(root.path().join("data/big")).unwrap();
+            assert!(got == big, "{piece}: data/big differs");
+            let mode = |p: &str| {
+                let meta = std::fs::metadata(root.path().join(p)).unwrap();
+                meta.permissions().mode() & 0o7777
+            };
+            assert_eq!(mode("data/big"), 0o755);
+            assert_eq!(mode("data/empty"), 0o600);
+            let link = std::fs::read_link(root.path().join("lib64")).unwrap();
+            assert_eq!(link, Path::new("/lib"));
+        }
+    }
+
+    #[test]
+    fn the_guest_refuses_names_that_leave_its_root() {
+        for name in ["../escape", "a/../../b", "/abs/x"] {
+            let mut w = Writer::new(Vec::new());
+            w.file(name, 0o644, 1, &mut &b"x"[..]).unwrap();
+            let archive = w.finish().unwrap();
+            let root = tempfile::tempdir().unwrap();
+            let reader = io::BufReader::new(&archive[..]);
+            let err = virtrun_sysinit::cpio::unpack(reader, &root.path().join("r")).unwrap_err();
+            assert!(err.to_string().contains("leaves the root"), "{name}: {err}");
+        }
     }
 
     #[test]
