@@ -77,6 +77,9 @@ fn find_program(program: &Path) -> PathBuf {
         .unwrap_or_else(|| program.to_path_buf())
 }
 
+/// How long a guest whose snapshots failed to restore twice stays cold.
+pub const GIVE_UP_FOR: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+
 /// One guest identity's snapshot in the cache.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -129,9 +132,15 @@ impl Identity {
         again
     }
 
-    /// Whether restoring this guest failed twice in a row.
+    /// Whether restoring this guest failed twice in a row, within the last
+    /// [`GIVE_UP_FOR`]: a failure that came from outside (QEMU killed, the
+    /// host out of memory) does not keep a guest cold for good.
     pub fn given_up(&self) -> bool {
-        std::fs::read(self.failed_marker()).is_ok_and(|n| n == b"2")
+        let marker = self.failed_marker();
+        let recent = std::fs::metadata(&marker)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age < GIVE_UP_FOR));
+        recent && std::fs::read(marker).is_ok_and(|n| n == b"2")
     }
 
     /// Notes that this guest restored fine.
@@ -228,5 +237,10 @@ mod tests {
         again.commit().unwrap();
         assert!(id.discard(&id.open().unwrap()), "a second failure");
         assert!(id.given_up());
+        // A day later it is tried again.
+        let marker = File::open(id.failed_marker()).unwrap();
+        let day_ago = std::time::SystemTime::now() - GIVE_UP_FOR;
+        marker.set_modified(day_ago).unwrap();
+        assert!(!id.given_up());
     }
 }
