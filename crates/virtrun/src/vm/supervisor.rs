@@ -77,9 +77,6 @@ pub struct Report {
     /// Restoring the snapshot failed before the guest resumed: nothing of
     /// the run was handed over, a cold boot may take its place.
     pub restore_failure: Option<String>,
-    /// The host has everything the guest reported (exit code, streams,
-    /// files) and told it so.
-    pub finished: bool,
 }
 
 /// Where the guest comes from.
@@ -950,7 +947,6 @@ fn read_control(stream: UnixStream, ctx: &ControlContext) {
                     wait_for_streams(received, expected, trace);
                     let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
                     let _ = w.write_all(&Frame::Done.encode());
-                    lock(report).finished = true;
                     // A guest without the host's files has nothing left to
                     // do: it is not waited for to power off.
                     if let Some(pid) = stop_when_finished {
