@@ -5,6 +5,7 @@ use crate::outcome::{self, Outcome};
 use crate::pack::gotest;
 use crate::pack::initramfs::{Content, Input, Plan};
 use crate::pack::share;
+use crate::target::discover;
 use crate::target::elf::{self, Arch};
 use crate::target::kernel::{Kernel, ModulePlan, RUN_DISK_DRIVER, needed_drivers};
 use crate::target::libs::{Resolved, Resolver};
@@ -152,7 +153,7 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
         resolve_libs(config, arch, trace)?
     };
     let gotest = rewrite_go_test_flags(config, &cwd);
-    let mut inv = invocation(config, arch, &gotest, trace)?;
+    let mut inv = invocation(config, arch, &kernel.image, &gotest, trace)?;
     inv.modules_image = modules_image(config, &kernel, inv.transport, trace);
     let mut outputs = gotest.outputs;
     let guest_config = guest_config(config, &gotest.args, &cwd, &shares, &mut outputs, trace);
@@ -176,7 +177,7 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
     });
     let plan = plan_archive(config, arch, &kernel, &inv, &modules, &guest_config, &libs)?;
     // What the guest was booted from, for its identity.
-    let mut files = vec![config.kernel.clone(), inv.kernel.clone()];
+    let mut files = vec![kernel.image.clone(), inv.kernel.clone()];
     files.extend(inv.modules_image.clone());
     files.extend(modules.transport.iter().cloned());
     let mut boot = Boot {
@@ -458,14 +459,22 @@ fn inspect(config: &Config, trace: &Trace) -> Result<(Arch, Kernel)> {
         );
     };
     trace.log(|| format!("binary inspected: {}", arch.name()));
-    let kernel =
-        Kernel::inspect(&config.kernel, config.modules_dir.as_deref()).context("-kernel")?;
+    let (image, modules_dir) = match &config.kernel {
+        Some(image) => (image.clone(), config.modules_dir.clone()),
+        None => {
+            let found = discover::find(arch, &discover::Places::host())?;
+            trace.log(|| format!("no -kernel: found {found:?}"));
+            let modules_dir = config.modules_dir.clone().or(found.modules_dir);
+            (found.image, modules_dir)
+        }
+    };
+    let kernel = Kernel::inspect(&image, modules_dir.as_deref()).context("-kernel")?;
     if let Some(kernel_arch) = kernel.arch
         && kernel_arch != arch
     {
         bail!(
             "kernel {} is {} but binary {} is {} ({}): use a kernel of the binary's architecture",
-            config.kernel.display(),
+            image.display(),
             kernel_arch.name(),
             config.binary.display(),
             arch.name(),
@@ -512,12 +521,14 @@ fn rewrite_go_test_flags(config: &Config, cwd: &Path) -> gotest::Rewrite {
 fn invocation(
     config: &Config,
     arch: Arch,
+    kernel: &Path,
     gotest: &gotest::Rewrite,
     trace: &Trace,
 ) -> Result<Invocation> {
     let mut inv = Invocation::new(
         config,
         arch,
+        kernel,
         use_kvm(config, arch),
         supervisor::archive_path(),
         &gotest.args,
@@ -530,7 +541,7 @@ fn invocation(
     if arch == Arch::Amd64
         && let Some(cache) = crate::cache::dir()
     {
-        match crate::target::vmlinux::pvh_image(&config.kernel, &cache) {
+        match crate::target::vmlinux::pvh_image(kernel, &cache) {
             Ok(Some(vmlinux)) => {
                 trace.log(|| format!("booting the PVH vmlinux {}", vmlinux.display()));
                 inv.kernel = vmlinux;

@@ -28,6 +28,16 @@ fn env_sees_exactly_home_term_path() {
         .assert_stdout(ENV_OUTPUT);
 }
 
+/// Without `-kernel`, the cache's kernel for the binary's architecture
+/// (`kernels/amd64/vmlinuz`, made by scripts/setup) boots.
+#[test]
+fn without_kernel_flag_the_caches_kernel_boots() {
+    let cached = common::cache_dir().join("kernels/amd64/vmlinuz");
+    let out = virtrun_bare(["-nokvm", "-debug", "/usr/bin/env"]).run();
+    out.assert_code(0).assert_stdout(ENV_OUTPUT);
+    out.assert_stderr_contains(&format!("no -kernel: found Found {{ image: {cached:?}"));
+}
+
 // --- 2. exit codes -------------------------------------------------------------
 
 #[test]

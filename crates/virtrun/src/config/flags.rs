@@ -97,7 +97,11 @@ pub(super) const FLAGS: &[FlagSpec] = &[
         flag: Flag::Kernel,
         name: "kernel",
         value: Some("path"),
-        help: "path to kernel to use (required)",
+        help: "path to kernel to use (default: kernels/<arch>/vmlinuz in the cache, \
+               $VIRTRUN_CACHE or ~/.cache/virtrun, for the binary's architecture: amd64, \
+               arm64 or riscv64, as scripts/setup makes it; \
+               else, for the host's architecture, /boot/vmlinuz-$(uname -r) with \
+               /lib/modules/$(uname -r))",
     },
     FlagSpec {
         flag: Flag::Machine,

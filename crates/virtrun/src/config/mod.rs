@@ -78,8 +78,9 @@ impl Transport {
 /// Validated configuration of one run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// Kernel image: absolute, an existing regular file.
-    pub kernel: PathBuf,
+    /// Kernel image: absolute, an existing regular file; `None` = found by
+    /// the binary's architecture ([`crate::target::discover`]).
+    pub kernel: Option<PathBuf>,
     /// QEMU binary; `None` = default by arch. A value containing `/` is absolute
     /// and an existing regular file; otherwise a bare command name to look up in
     /// `PATH`.
@@ -199,9 +200,6 @@ pub enum ConfigError {
         /// The value given.
         got: i64,
     },
-    /// No `-kernel` (and neither help nor version asked for).
-    #[error("flag -kernel is required")]
-    KernelRequired,
     /// Nothing after the flags.
     #[error("no binary given")]
     NoBinary,
@@ -427,9 +425,11 @@ impl Raw {
     }
 
     fn finish(self, positional: &[OsString], cwd: &Path) -> Result<Config, ConfigError> {
-        let kernel = self.kernel.ok_or(ConfigError::KernelRequired)?;
         let (binary, args) = positional.split_first().ok_or(ConfigError::NoBinary)?;
-        let kernel = regular_file("-kernel", &kernel, cwd)?;
+        let kernel = self
+            .kernel
+            .map(|k| regular_file("-kernel", &k, cwd))
+            .transpose()?;
         let qemu_bin = match self.qemu_bin {
             Some(q) if q.as_bytes().contains(&b'/') => Some(regular_file("-qemuBin", &q, cwd)?),
             other => other.map(PathBuf::from),
@@ -663,7 +663,7 @@ mod tests {
         assert_eq!(
             c,
             Config {
-                kernel: PathBuf::from(KERNEL),
+                kernel: Some(PathBuf::from(KERNEL)),
                 qemu_bin: None,
                 machine: None,
                 cpu: None,
@@ -748,7 +748,7 @@ mod tests {
         }
         assert_eq!(
             run_args(&["--kernel=/etc/hostname", BINARY]).kernel,
-            PathBuf::from(KERNEL)
+            Some(PathBuf::from(KERNEL))
         );
     }
 
@@ -859,7 +859,7 @@ mod tests {
         let c = run_args(&[
             "-kernel", KERNEL, BINARY, "-kernel", "y", "--", "-", "a b", "-h", "--debug",
         ]);
-        assert_eq!(c.kernel, PathBuf::from(KERNEL));
+        assert_eq!(c.kernel, Some(PathBuf::from(KERNEL)));
         assert_eq!(
             c.args,
             os(&["-kernel", "y", "--", "-", "a b", "-h", "--debug"])
@@ -964,14 +964,16 @@ mod tests {
     }
 
     #[test]
-    fn kernel_is_required() {
-        let e = err(&src(&[BINARY]));
-        assert_eq!(e.to_string(), "flag -kernel is required");
-        assert!(e.wants_usage());
+    fn kernel_is_optional() {
+        assert_eq!(run_args(&[BINARY]).kernel, None);
+        assert_eq!(
+            run_args(&["-kernel", KERNEL, BINARY]).kernel,
+            Some(PathBuf::from(KERNEL))
+        );
         // An empty value unsets it.
         let mut s = src(&["-kernel=", BINARY]);
         s.env_args = Some(format!("-kernel {KERNEL}").into());
-        assert!(matches!(parse(&s), Err(ConfigError::KernelRequired)));
+        assert!(matches!(parse(&s), Ok(Parsed::Run(c)) if c.kernel.is_none()));
     }
 
     #[test]
@@ -983,8 +985,7 @@ mod tests {
             parse(&src(&["-kernel", KERNEL, "--"])),
             Err(ConfigError::NoBinary)
         ));
-        // The kernel is checked for presence before the binary.
-        assert!(matches!(parse(&src(&[])), Err(ConfigError::KernelRequired)));
+        assert!(matches!(parse(&src(&[])), Err(ConfigError::NoBinary)));
     }
 
     #[test]
@@ -1184,7 +1185,7 @@ mod tests {
                 "bin/env",
             ])
         });
-        assert_eq!(c.kernel, PathBuf::from(KERNEL));
+        assert_eq!(c.kernel, Some(PathBuf::from(KERNEL)));
         assert_eq!(c.binary, PathBuf::from(BINARY));
         assert_eq!(
             c.add_files,
@@ -1347,7 +1348,7 @@ mod tests {
         assert_eq!(c.smp, 3);
         assert_eq!(c.machine.as_deref(), Some("file"));
         assert_eq!(c.cpu.as_deref(), Some("env"));
-        assert_eq!(c.kernel, PathBuf::from(KERNEL));
+        assert_eq!(c.kernel, Some(PathBuf::from(KERNEL)));
     }
 
     #[test]
@@ -1409,7 +1410,7 @@ mod tests {
             ..src(&[BINARY])
         };
         let c = run(&s);
-        assert_eq!(c.kernel, PathBuf::from(KERNEL));
+        assert_eq!(c.kernel, Some(PathBuf::from(KERNEL)));
         // One argument per line: inner spaces stay.
         assert_eq!(c.cpu.as_deref(), Some("max pmu=off"));
         assert!(c.debug);
@@ -1436,7 +1437,7 @@ mod tests {
             getenv: &getenv,
         };
         let c = run(&s);
-        assert_eq!(c.kernel, PathBuf::from(KERNEL));
+        assert_eq!(c.kernel, Some(PathBuf::from(KERNEL)));
         // Expanded, then trimmed.
         assert_eq!(c.cpu.as_deref(), Some("host"));
         // Expansion happens before splitting into lines.
@@ -1522,7 +1523,7 @@ mod tests {
             &["-memory", "1"],
             &["-nokvm=x"],
             &["---"],
-            &[BINARY],
+            &[][..],
             &["-kernel", KERNEL],
             &["-kernel", "/nonexistent", BINARY],
         ] {

@@ -649,6 +649,8 @@ pub fn needed_drivers(
 /// What is known about a kernel image.
 #[derive(Debug, Clone)]
 pub struct Kernel {
+    /// The image, as given.
+    pub image: PathBuf,
     /// Architecture, when the header tells it.
     pub arch: Option<Arch>,
     /// Release, e.g. `6.1.0-56-cloud-amd64`.
@@ -703,6 +705,7 @@ impl Kernel {
             None => None,
         };
         Ok(Kernel {
+            image: image.to_path_buf(),
             arch,
             release,
             config,
@@ -988,6 +991,7 @@ pub(crate) mod tests {
     #[test]
     fn modular_virtio_without_a_tree_fails_before_boot() {
         let kernel = Kernel {
+            image: PathBuf::from("/nowhere/vmlinuz"),
             arch: Some(Arch::Amd64),
             release: Some("6.1.0-test".into()),
             config: Some(KernelConfig::parse(
@@ -1052,6 +1056,7 @@ pub(crate) mod tests {
         lzma_rs::xz_compress(&mut &b"\x7fELF module"[..], &mut xz).unwrap();
         std::fs::write(&path, &xz).unwrap();
         let mut kernel = Kernel {
+            image: PathBuf::from("/nowhere/vmlinuz"),
             arch: None,
             release: None,
             config: Some(KernelConfig::parse("CONFIG_MODULE_COMPRESS_XZ=y\n")),

@@ -3,6 +3,7 @@
 //! the PVH `vmlinux` inside an x86 bzImage), with the decompressors they
 //! need.
 
+pub mod discover;
 pub mod elf;
 pub mod kernel;
 pub mod libs;

@@ -238,6 +238,7 @@ impl Invocation {
     pub fn new(
         config: &Config,
         arch: Arch,
+        kernel: &std::path::Path,
         kvm: bool,
         initrd: PathBuf,
         init_args: &[OsString],
@@ -267,7 +268,7 @@ impl Invocation {
             log_device: d.log_device,
             memory_mb: config.memory_mb,
             smp: config.smp,
-            kernel: config.kernel.clone(),
+            kernel: kernel.to_path_buf(),
             initrd,
             verbose: config.verbose,
             standalone: config.standalone,
