@@ -27,9 +27,9 @@ use virtrun_protocol::{BootConfig, GuestConfig, Layout, LoaderConfig, STANDALONE
 /// `scripts/build-guest-init`; unpacked when an archive with it is written.
 fn guest_init(arch: Arch) -> Content {
     Content::Packed(match arch {
-        Arch::Amd64 => include_bytes!("../../../guest/init-x86_64.lz4"),
-        Arch::Arm64 => include_bytes!("../../../guest/init-aarch64.lz4"),
-        Arch::Riscv64 => include_bytes!("../../../guest/init-riscv64.lz4"),
+        Arch::Amd64 => include_bytes!("../guest/init-x86_64.lz4"),
+        Arch::Arm64 => include_bytes!("../guest/init-aarch64.lz4"),
+        Arch::Riscv64 => include_bytes!("../guest/init-riscv64.lz4"),
     })
 }
 

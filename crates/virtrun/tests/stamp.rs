@@ -30,7 +30,7 @@ fn stamp_check_fails_when_an_init_source_changes() {
         "crates/sysinit",
         "crates/init",
         "scripts",
-        "guest",
+        "crates/virtrun/guest",
     ] {
         copy_tree(&repo.join(dir), &root.join(dir));
     }

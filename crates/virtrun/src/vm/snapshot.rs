@@ -22,7 +22,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The source identity of the embedded inits.
-const INIT_STAMP: &str = include_str!("../../../../guest/STAMP");
+const INIT_STAMP: &str = include_str!("../../guest/STAMP");
 
 /// 64-bit FNV-1a: small, stable across builds and enough to tell identities
 /// apart (it guards against mistakes, not attackers: the cache is the
