@@ -177,6 +177,10 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
     });
     let plan = plan_archive(config, arch, &kernel, &inv, &modules, &guest_config, &libs)?;
     // What the guest was booted from, for its identity.
+    let gdb = config
+        .gdb
+        .map(|port| gdb_server(port, arch, &kernel))
+        .transpose()?;
     let mut files = vec![kernel.image.clone(), inv.kernel.clone()];
     files.extend(inv.modules_image.clone());
     files.extend(modules.transport.iter().cloned());
@@ -187,6 +191,7 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
         signals: &mut signals,
         doubt: modules.doubt.as_deref(),
         cache_max,
+        gdb,
         trace,
     };
     match cache {
@@ -248,6 +253,8 @@ fn warm_start_applies(
         Some("a serial transport")
     } else if config.keep_initramfs {
         Some("-keepInitramfs")
+    } else if config.gdb.is_some() {
+        Some("-gdb")
     } else if modules.doubt.is_some() {
         Some("drivers not checked against a module tree")
     } else {
@@ -273,6 +280,8 @@ struct Boot<'a> {
     doubt: Option<&'a str>,
     /// The cache's cap, in bytes.
     cache_max: u64,
+    /// Under -gdb: the gdb server's socket and how to attach.
+    gdb: Option<GdbServer>,
     trace: &'a Trace,
 }
 
@@ -284,9 +293,17 @@ impl Boot<'_> {
         if let Some(outcome) = self.interrupted() {
             return Ok(outcome);
         }
-        let mut report = self.run(&archive, Start::Cold)?;
+        let gdb = match &self.gdb {
+            Some(server) => {
+                eprintln!("{}", server.attach);
+                Some(server.listener.try_clone().context("-gdb")?)
+            }
+            None => None,
+        };
+        let start = || gdb.as_ref().map_or(Start::Cold, Start::Gdb);
+        let mut report = self.run(&archive, start())?;
         if self.kvm_broken(&report) {
-            report = self.run(&archive, Start::Cold)?;
+            report = self.run(&archive, start())?;
         }
         if let Some(dir) = keep_dir {
             let kept = dir.keep();
@@ -446,6 +463,52 @@ impl Boot<'_> {
         self.inv.kvm = false;
         true
     }
+}
+
+/// QEMU's gdb server for the guest kernel: the socket, bound to the
+/// loopback here, and the lines that say how to attach.
+struct GdbServer {
+    listener: std::net::TcpListener,
+    attach: String,
+}
+
+/// Binds `127.0.0.1:port` (a port in use is an error before anything
+/// boots) and words how to attach: with the kernel's symbol file, which
+/// Debian ships in `linux-image-<release>-dbg`, and `gdb-multiarch` for a
+/// guest of another architecture.
+fn gdb_server(port: u16, arch: Arch, kernel: &Kernel) -> Result<GdbServer> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port))
+        .with_context(|| format!("-gdb: cannot listen on 127.0.0.1:{port}"))?;
+    let gdb = if Arch::host() == Some(arch) {
+        "gdb"
+    } else {
+        "gdb-multiarch"
+    };
+    let attach = match &kernel.release {
+        Some(release) => {
+            let symbols = format!("/usr/lib/debug/boot/vmlinux-{release}");
+            let note = if Path::new(&symbols).is_file() {
+                String::new()
+            } else {
+                format!(
+                    "\nvirtrun: {symbols} is the kernel's symbol file, from Debian's \
+                     linux-image-{release}-dbg (or the vmlinux of your kernel build)"
+                )
+            };
+            format!("{gdb} -ex 'target remote 127.0.0.1:{port}' {symbols}{note}")
+        }
+        None => format!(
+            "{gdb} -ex 'target remote 127.0.0.1:{port}' path/to/vmlinux (the kernel's \
+             symbol file, from your kernel build)"
+        ),
+    };
+    Ok(GdbServer {
+        listener,
+        attach: format!(
+            "virtrun: the guest kernel waits for gdb on 127.0.0.1:{port} (nokaslr); \
+             attach with:\n  {attach}"
+        ),
+    })
 }
 
 /// The binary's architecture and the kernel, which must match.

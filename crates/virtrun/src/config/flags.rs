@@ -9,6 +9,7 @@ pub(super) enum Flag {
     Cpu,
     Debug,
     Env,
+    Gdb,
     HostRoot,
     KeepInitramfs,
     Kernel,
@@ -25,6 +26,7 @@ pub(super) enum Flag {
     Sysroot,
     Timeout,
     Transport,
+    Tty,
     Verbose,
     Version,
 }
@@ -76,6 +78,14 @@ pub(super) const FLAGS: &[FlagSpec] = &[
                Repeatable; an empty value clears the list. RUST_BACKTRACE, RUST_LIB_BACKTRACE, \
                RUST_LOG, RUST_TEST_THREADS, LLVM_PROFILE_FILE, GOTRACEBACK and GODEBUG are passed \
                when set on the host. Not for a -standalone init, which sets its own",
+    },
+    FlagSpec {
+        flag: Flag::Gdb,
+        name: "gdb",
+        value: Some("port"),
+        help: "hold the guest kernel for gdb on 127.0.0.1:port (QEMU's gdb server), with \
+               nokaslr; prints the command that attaches. Always boots cold; -timeout \
+               starts when gdb lets the guest run",
     },
     FlagSpec {
         flag: Flag::HostRoot,
@@ -184,6 +194,14 @@ pub(super) const FLAGS: &[FlagSpec] = &[
         name: "transport",
         value: Some("type"),
         help: "io transport type: isa, pci, mmio (default depends on binary arch)",
+    },
+    FlagSpec {
+        flag: Flag::Tty,
+        name: "tty",
+        value: None,
+        help: "run the binary on a terminal in the guest, virtrun's own terminal (stdin \
+               must be one): raw mode, the window size and its changes, Ctrl-C and Ctrl-Z \
+               reach the guest; stdout and stderr both arrive on the terminal",
     },
     FlagSpec {
         flag: Flag::Verbose,

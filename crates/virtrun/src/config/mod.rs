@@ -93,6 +93,11 @@ pub struct Config {
     pub no_kvm: bool,
     /// Boot cold: no snapshot restored or made (warm start off).
     pub no_snapshot: bool,
+    /// QEMU's gdb server on this loopback port, the guest held until gdb
+    /// lets it run.
+    pub gdb: Option<u16>,
+    /// The binary runs on a terminal, virtrun's own.
+    pub tty: bool,
     /// Console transport; `None` = default by arch.
     pub transport: Option<Transport>,
     /// Guest memory in MiB, 128..=16384.
@@ -264,6 +269,8 @@ struct Raw {
     cpu: Option<String>,
     no_kvm: bool,
     no_snapshot: bool,
+    gdb: Option<u16>,
+    tty: bool,
     transport: Option<Transport>,
     memory_mb: u32,
     smp: u32,
@@ -292,6 +299,8 @@ impl Default for Raw {
             cpu: None,
             no_kvm: false,
             no_snapshot: false,
+            gdb: None,
+            tty: false,
             transport: None,
             memory_mb: MEMORY_DEFAULT,
             smp: SMP_DEFAULT,
@@ -377,6 +386,7 @@ impl Raw {
                 Flag::NoGoTestFlagRewrite => self.no_go_test_flag_rewrite = on,
                 Flag::NoKvm => self.no_kvm = on,
                 Flag::NoSnapshot => self.no_snapshot = on,
+                Flag::Tty => self.tty = on,
                 Flag::Standalone => self.standalone = on,
                 Flag::Verbose => self.verbose = on,
                 Flag::Version => self.version = on,
@@ -405,6 +415,10 @@ impl Raw {
                 self.memory_mb = ranged(name, value, MEMORY_MIN, MEMORY_MAX, invalid)?;
             }
             Flag::Smp => self.smp = ranged(name, value, SMP_MIN, SMP_MAX, invalid)?,
+            Flag::Gdb => {
+                let port = ranged(name, value, 1, u16::MAX.into(), invalid)?;
+                self.gdb = u16::try_from(port).ok();
+            }
             Flag::AddFile => extend_list(&mut self.add_files, value),
             Flag::Share => extend_list(&mut self.shares, value),
             Flag::AddModule => extend_list(&mut self.add_modules, value),
@@ -464,6 +478,8 @@ impl Raw {
             cpu: self.cpu,
             no_kvm: self.no_kvm,
             no_snapshot: self.no_snapshot,
+            gdb: self.gdb,
+            tty: self.tty,
             transport: self.transport,
             memory_mb: self.memory_mb,
             smp: self.smp,
@@ -669,6 +685,8 @@ mod tests {
                 cpu: None,
                 no_kvm: false,
                 no_snapshot: false,
+                gdb: None,
+                tty: false,
                 transport: None,
                 memory_mb: 256,
                 smp: 1,
@@ -1546,6 +1564,7 @@ mod tests {
                 "cpu",
                 "debug",
                 "env",
+                "gdb",
                 "hostRoot",
                 "keepInitramfs",
                 "kernel",
@@ -1562,6 +1581,7 @@ mod tests {
                 "sysroot",
                 "timeout",
                 "transport",
+                "tty",
                 "verbose",
                 "version",
             ]
@@ -1592,6 +1612,7 @@ mod tests {
             let value: &[u8] = match spec.flag {
                 Flag::Memory => b"512",
                 Flag::Smp => b"2",
+                Flag::Gdb => b"1234",
                 Flag::Transport => b"pci",
                 Flag::Timeout => b"10s",
                 _ if spec.value.is_none() => b"true",

@@ -216,6 +216,8 @@ pub struct Invocation {
     pub initrd: PathBuf,
     /// Verbose kernel log.
     pub verbose: bool,
+    /// The kernel at the addresses of its symbol file (`-gdb`).
+    pub nokaslr: bool,
     /// The binary is the init and expects the original tool's port numbering.
     pub standalone: bool,
     /// Arguments of a standalone init, passed on the kernel command line.
@@ -271,6 +273,7 @@ impl Invocation {
             kernel: kernel.to_path_buf(),
             initrd,
             verbose: config.verbose,
+            nokaslr: config.gdb.is_some(),
             standalone: config.standalone,
             init_args,
             file_ports,
@@ -348,6 +351,9 @@ impl Invocation {
         }
         if self.smp == 1 {
             parts.push("acpi=off".into());
+        }
+        if self.nokaslr {
+            parts.push("nokaslr".into());
         }
         parts.push(if self.verbose { "debug" } else { "quiet" }.into());
         let mut line = OsString::from(parts.join(" "));
@@ -520,6 +526,7 @@ mod tests {
             kernel: "/k".into(),
             initrd: "/tmp/i".into(),
             verbose: false,
+            nokaslr: false,
             standalone: false,
             init_args: Vec::new(),
             file_ports: 0,

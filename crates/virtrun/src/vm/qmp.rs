@@ -1,6 +1,7 @@
 //! A client of QEMU's machine protocol (QMP), for the few commands warm
-//! start needs: save a parked guest to a file and let it go on. (A restore
-//! needs none: QEMU loads the file as it starts, `-incoming`.)
+//! start needs: save a parked guest to a file and let it go on (a restore
+//! needs none: QEMU loads the file as it starts, `-incoming`); and, under
+//! `-gdb`, to learn when gdb lets the guest run.
 //!
 //! QMP is JSON, one message per line; `serde_json` reads the answers.
 
@@ -35,14 +36,27 @@ impl Qmp {
             return Err(broken(format!("not a QMP greeting: {greeting}")));
         }
         qmp.execute("qmp_capabilities", json!({}))?;
-        qmp.execute(
-            "migrate-set-capabilities",
-            json!({"capabilities": [
-                {"capability": "mapped-ram", "state": true},
-                {"capability": "multifd", "state": true},
-            ]}),
-        )?;
         Ok(qmp)
+    }
+
+    /// Waits, for as long as it takes, until QEMU reports the event `name`
+    /// (such as `RESUME`).
+    pub fn wait_for_event(&mut self, name: &str) -> io::Result<()> {
+        self.reader.get_ref().set_read_timeout(None)?;
+        loop {
+            let mut line = String::new();
+            if self.reader.read_line(&mut line)? == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "QMP: QEMU closed the connection",
+                ));
+            }
+            let message: Value =
+                serde_json::from_str(&line).map_err(|e| broken(format!("QMP: {e}: {line}")))?;
+            if message.get("event").and_then(Value::as_str) == Some(name) {
+                return Ok(());
+            }
+        }
     }
 
     /// The next message, within the deadline.
@@ -101,6 +115,13 @@ impl Qmp {
     /// is paused then. It is not stopped first: a snapshot of a running
     /// guest starts running as soon as QEMU loaded it.
     pub fn save(&mut self, uri: &str) -> io::Result<()> {
+        self.execute(
+            "migrate-set-capabilities",
+            json!({"capabilities": [
+                {"capability": "mapped-ram", "state": true},
+                {"capability": "multifd", "state": true},
+            ]}),
+        )?;
         self.execute("migrate", json!({"uri": uri}))?;
         self.wait_for_migration()
     }

@@ -26,7 +26,7 @@ use std::path::Path;
 use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 use virtrun_protocol::{
@@ -84,6 +84,9 @@ pub struct Report {
 pub enum Start<'a> {
     /// Booted from an initramfs that holds the whole run.
     Cold,
+    /// As [`Start::Cold`], the guest held until the gdb attached through
+    /// the listening socket lets it run (`-gdb`); deadlines start then.
+    Gdb(&'a std::net::TcpListener),
     /// Booted from an initramfs that holds the boot part; saved to
     /// `snapshot` once parked, then given `payload`, the run.
     Save {
@@ -207,6 +210,9 @@ const KVM_ERRORS: [&str; 4] = [
     "failed to get msr",
 ];
 
+/// How long QEMU may take to greet on QMP under -gdb.
+const GDB_QMP_DEADLINE: Duration = Duration::from_secs(10);
+
 /// How often the supervisor looks at signals and the deadline.
 const TICK: Duration = Duration::from_millis(20);
 
@@ -236,7 +242,7 @@ pub fn run(
                 qemu_ends.push(clone_fd(payload)?);
                 next_fd += 1;
             }
-            Start::Cold => {
+            Start::Cold | Start::Gdb(_) => {
                 return Err(SuperviseError::Channels(io::Error::other(
                     "a run disk without a run",
                 )));
@@ -246,6 +252,32 @@ pub fn run(
     let migration = |fd: i32| format!("file:/dev/fd/{fd}");
     let (qmp, extra_args) = match &start {
         Start::Cold => (None, Vec::new()),
+        Start::Gdb(listener) => {
+            // QEMU's gdb server on our listening socket (bound to the
+            // loopback by virtrun, so a port in use is our error, and
+            // never another interface); QMP tells when gdb lets the guest
+            // run.
+            qemu_ends.push(
+                listener
+                    .try_clone()
+                    .map_err(SuperviseError::Channels)?
+                    .into(),
+            );
+            let (host, qemu) = UnixStream::pair().map_err(SuperviseError::Channels)?;
+            qemu_ends.push(qemu.into());
+            let args = [
+                "-chardev".to_string(),
+                format!("socket,id=vrgdb,fd={next_fd},server=on,wait=off"),
+                "-gdb".into(),
+                "chardev:vrgdb".into(),
+                "-S".into(),
+                "-chardev".into(),
+                format!("socket,id=vrqmp,fd={}", next_fd + 1),
+                "-mon".into(),
+                "chardev=vrqmp,mode=control".into(),
+            ];
+            (Some(host), args.map(OsString::from).to_vec())
+        }
         Start::Save { snapshot: None, .. } => (None, Vec::new()),
         Start::Save {
             snapshot: Some(snapshot),
@@ -285,6 +317,23 @@ pub fn run(
         .take()
         .map(|s| read_qemu_stderr(s, Arc::clone(&state.report)));
     let restoring = matches!(start, Start::Restore { .. });
+    // Deadlines count from now, or under -gdb from when gdb lets the guest
+    // run (QEMU's RESUME event).
+    let released = Arc::new(OnceLock::new());
+    let (qmp, held) = match (&start, qmp) {
+        (Start::Gdb(_), Some(stream)) => {
+            let released = Arc::clone(&released);
+            let trace = trace.clone();
+            thread::spawn(move || {
+                let resumed = Qmp::connect(stream, Instant::now() + GDB_QMP_DEADLINE)
+                    .and_then(|mut qmp| qmp.wait_for_event("RESUME"));
+                trace.log(|| format!("gdb let the guest run: {resumed:?}"));
+                let _ = released.set(Instant::now());
+            });
+            (None, true)
+        }
+        (_, qmp) => (qmp, false),
+    };
     let handover = Arc::new(Handover::new(
         start,
         qmp,
@@ -302,6 +351,7 @@ pub fn run(
     let watch = Watch {
         kvm: inv.kvm,
         restoring,
+        held: held.then_some(released),
         timeout,
         control,
         state: &state,
@@ -696,6 +746,8 @@ fn start_readers(
 struct Watch<'a> {
     kvm: bool,
     restoring: bool,
+    /// Under -gdb: when gdb let the guest run, once it did.
+    held: Option<Arc<OnceLock<Instant>>>,
     timeout: Option<Duration>,
     control: Option<ControlWriter>,
     state: &'a State,
@@ -717,6 +769,11 @@ impl Watch<'_> {
             libc::kill(pid, libc::SIGKILL);
         };
         let start = Instant::now();
+        // The time the guest has been let run.
+        let running = || match &self.held {
+            Some(released) => released.get().map(Instant::elapsed),
+            None => Some(start.elapsed()),
+        };
         let report = &self.state.report;
         let mut forwarded = false;
         loop {
@@ -753,7 +810,7 @@ impl Watch<'_> {
                 }
             }
             if let Some(limit) = self.timeout
-                && start.elapsed() >= limit
+                && running().is_some_and(|t| t >= limit)
                 && lock(report).timed_out.is_none()
             {
                 lock(report).timed_out = Some(limit);
@@ -761,7 +818,10 @@ impl Watch<'_> {
             }
             if self.kvm {
                 let mut r = lock(report);
-                if !r.alive && r.kvm_failure.is_none() && start.elapsed() >= KVM_WATCHDOG {
+                if !r.alive
+                    && r.kvm_failure.is_none()
+                    && running().is_some_and(|t| t >= KVM_WATCHDOG)
+                {
                     r.kvm_failure = Some(format!(
                         "no sign of life from the guest in {KVM_WATCHDOG:?}"
                     ));
