@@ -24,7 +24,7 @@ use virtrun_protocol::{
 use virtrun_sysinit::channel::{self, Channels, EventSender, FrameReader};
 use virtrun_sysinit::process::{self, Exit};
 use virtrun_sysinit::setup::{self, Setup};
-use virtrun_sysinit::{INIT_FAILED, cpio, disk, fresh, fs, kmod, log, power};
+use virtrun_sysinit::{INIT_FAILED, cpio, disk, fresh, fs, kmod, log, power, pty};
 
 mod loader;
 mod modprobe;
@@ -314,10 +314,24 @@ fn run_main(
         oom_before,
     } = streams;
     let (done_tx, done_rx) = mpsc::channel();
+    // On a terminal (-tty), its master takes stdin and gives the output;
+    // the pipes made before the save point go unused.
+    let terminal = match config.tty {
+        Some(size) => {
+            let (master, path) = pty::open(size)?;
+            let writer = clone(&master)?;
+            Some((master, path, write_stdin(writer, events.clone())))
+        }
+        None => None,
+    };
+    let (stdin, resize) = match &terminal {
+        Some((master, _, to_master)) => (to_master.clone(), Some(clone(master)?)),
+        None => (stdin, None),
+    };
     // Stdin is accepted before the binary exists, so the host can start
     // sending while the binary starts up.
     let pid_slot = Arc::new(AtomicU32::new(0));
-    forward_frames(frames, stdin, Arc::clone(&pid_slot), done_tx);
+    forward_frames(frames, stdin, resize, Arc::clone(&pid_slot), done_tx);
     let _ = events.send(&Event::Ready);
 
     let argv0 = if config.argv0.is_empty() {
@@ -339,8 +353,17 @@ fn run_main(
         Path::new(OsStr::from_bytes(&config.exec))
     };
     // A session and process-group leader, as on any Linux system.
-    let spawned =
-        process::spawn_session(exec, &argv, &binary_env(config), [&stdin_r, &out_w, &err_w]);
+    let (spawned, tty_pump) = match terminal {
+        Some((master, path, to_master)) => {
+            drop(to_master);
+            let spawned = process::spawn_on_terminal(exec, &argv, &binary_env(config), &path);
+            (spawned, Some(pump(master, clone(&out_port)?)))
+        }
+        None => (
+            process::spawn_session(exec, &argv, &binary_env(config), [&stdin_r, &out_w, &err_w]),
+            None,
+        ),
+    };
     // Our copies of the binary's pipe ends: the pumps see end-of-file only
     // once they are gone.
     drop((stdin_r, out_w, err_w));
@@ -355,7 +378,10 @@ fn run_main(
     // Whatever the binary left running would keep its pipes open; the guest
     // is about to end anyway.
     process::kill_all();
-    let [stdout, stderr] = pumps.map(|p| p.join().unwrap_or(0));
+    let [mut stdout, stderr] = pumps.map(|p| p.join().unwrap_or(0));
+    // A terminal's master reads end (EIO) once the binary and all it left
+    // closed the terminal: killed above.
+    stdout += tty_pump.map_or(0, |p| p.join().unwrap_or(0));
     channel::drain(&out_port);
     channel::drain(&err_port);
     let _ = events.send(&Event::Streams { stdout, stderr });
@@ -464,7 +490,7 @@ fn pump(mut from: impl io::Read + Send + 'static, mut to: File) -> thread::JoinH
 /// Writes what it is sent into the binary's stdin, acknowledging each piece
 /// once written, so the host never overruns the guest; dropping the sender
 /// is stdin's end.
-fn write_stdin(stdin: io::PipeWriter, ack: EventSender) -> mpsc::Sender<Vec<u8>> {
+fn write_stdin(stdin: impl Write + Send + 'static, ack: EventSender) -> mpsc::Sender<Vec<u8>> {
     let (tx, rx) = mpsc::channel::<Vec<u8>>();
     thread::spawn(move || {
         let mut stdin = stdin;
@@ -479,10 +505,11 @@ fn write_stdin(stdin: io::PipeWriter, ack: EventSender) -> mpsc::Sender<Vec<u8>>
 }
 
 /// Feeds frames from the host: stdin to [`write_stdin`], signals to the
-/// binary.
+/// binary, a new size to its terminal (the master, with -tty).
 fn forward_frames(
     mut frames: FrameReader,
     tx: mpsc::Sender<Vec<u8>>,
+    terminal: Option<File>,
     pid: Arc<AtomicU32>,
     done: mpsc::Sender<()>,
 ) {
@@ -502,6 +529,13 @@ fn forward_frames(
                 // Only before the run; a host that sends them later is
                 // ignored.
                 Frame::Resume(_) | Frame::Payload(_) => {}
+                Frame::Resize(size) => {
+                    if let Some(master) = &terminal
+                        && let Err(e) = pty::resize(master, size)
+                    {
+                        log::error(&e.to_string());
+                    }
+                }
                 Frame::Signal(sig) => match pid.load(Ordering::SeqCst) {
                     // Not started yet: nothing to deliver it to.
                     0 => {}

@@ -284,6 +284,38 @@ pub struct GuestConfig {
     pub exec: Vec<u8>,
     /// See [`GuestConfig::exec`].
     pub bind_main: bool,
+    /// The binary runs on a terminal of this size (`-tty`): a
+    /// pseudo-terminal whose controlling process it is, its stdin, stdout
+    /// and stderr; what it writes arrives on the stdout channel. The host
+    /// sends [`Frame::Resize`] when its terminal's size changes.
+    pub tty: Option<WindowSize>,
+}
+
+/// A terminal's size in characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WindowSize {
+    /// Lines.
+    pub rows: u16,
+    /// Columns.
+    pub cols: u16,
+}
+
+impl WindowSize {
+    fn encode(self) -> [u8; 4] {
+        let [r0, r1] = self.rows.to_le_bytes();
+        let [c0, c1] = self.cols.to_le_bytes();
+        [r0, r1, c0, c1]
+    }
+
+    fn decode(b: &[u8]) -> Option<Self> {
+        match *b {
+            [r0, r1, c0, c1] => Some(WindowSize {
+                rows: u16::from_le_bytes([r0, r1]),
+                cols: u16::from_le_bytes([c0, c1]),
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// The serial number of the disk with the kernel's module tree (an ext4
@@ -355,6 +387,9 @@ impl GuestConfig {
         for output in &self.outputs {
             put(b"output", output);
         }
+        if let Some(size) = self.tty {
+            put(b"tty", format!("{}x{}", size.rows, size.cols).as_bytes());
+        }
         out
     }
 
@@ -371,6 +406,7 @@ impl GuestConfig {
         let mut shares = Vec::new();
         let mut cwd = Vec::new();
         let mut exec = Vec::new();
+        let mut tty = None;
         for pair in fields.chunks(2) {
             let (k, v) = (pair[0], pair[1]);
             match k {
@@ -384,6 +420,16 @@ impl GuestConfig {
                 b"share" => shares.push(v.to_vec()),
                 b"cwd" => cwd = v.to_vec(),
                 b"exec" => exec = v.to_vec(),
+                b"tty" => {
+                    let size = std::str::from_utf8(v).ok().and_then(|s| {
+                        let (rows, cols) = s.split_once('x')?;
+                        Some(WindowSize {
+                            rows: rows.parse().ok()?,
+                            cols: cols.parse().ok()?,
+                        })
+                    });
+                    tty = Some(size.ok_or_else(|| ConfigError("bad terminal size".into()))?);
+                }
                 other => {
                     return Err(ConfigError(format!(
                         "unknown key {:?}",
@@ -403,6 +449,7 @@ impl GuestConfig {
             cwd,
             exec,
             bind_main,
+            tty,
         })
     }
 }
@@ -530,6 +577,10 @@ pub enum Frame {
     /// already). The bytes follow the frame, or with
     /// [`BootConfig::run_disk`] are the start of that disk.
     Payload(u64),
+    /// The host's terminal has a new size: the binary's terminal takes it
+    /// (and its foreground process group gets `SIGWINCH`). Only with
+    /// [`GuestConfig::tty`].
+    Resize(WindowSize),
 }
 
 /// What makes a guest fresh, whether it booted or was restored from a
@@ -581,6 +632,7 @@ const FRAME_SIGNAL: u8 = 3;
 const FRAME_DONE: u8 = 4;
 const FRAME_RESUME: u8 = 5;
 const FRAME_PAYLOAD: u8 = 6;
+const FRAME_RESIZE: u8 = 7;
 
 /// Length of a frame header on the wire.
 pub const FRAME_HEADER_LEN: usize = 5;
@@ -601,6 +653,10 @@ impl Frame {
             Frame::Payload(len) => {
                 owned = len.to_le_bytes().to_vec();
                 (FRAME_PAYLOAD, &owned)
+            }
+            Frame::Resize(size) => {
+                owned = size.encode().to_vec();
+                (FRAME_RESIZE, &owned)
             }
         };
         let mut out = Vec::with_capacity(FRAME_HEADER_LEN + payload.len());
@@ -633,6 +689,9 @@ impl Frame {
             }
             (FRAME_PAYLOAD, b) if b.len() == 8 => {
                 Frame::Payload(u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+            }
+            (FRAME_RESIZE, b) if WindowSize::decode(b).is_some() => {
+                Frame::Resize(WindowSize::decode(b).unwrap_or_default())
             }
             (kind, _) => return Err(ConfigError(format!("bad frame kind {kind}"))),
         };
@@ -824,6 +883,10 @@ mod tests {
             cwd: b"/home/u/src/pkg".to_vec(),
             exec: b"/tmp/go-build1/b001/pkg.test".to_vec(),
             bind_main: true,
+            tty: Some(WindowSize {
+                rows: 0x0a00,
+                cols: 65535,
+            }),
         };
         assert_eq!(GuestConfig::decode(&cfg.encode()).unwrap(), cfg);
     }
@@ -887,6 +950,7 @@ mod tests {
                 nanos: 999_999_999,
             }),
             Frame::Payload(u64::MAX),
+            Frame::Resize(WindowSize { rows: 24, cols: 80 }),
         ];
         let wire: Vec<u8> = frames.iter().flat_map(Frame::encode).collect();
         let mut buf = Vec::new();

@@ -3,7 +3,9 @@
 //! back as it was written.
 
 use proptest::prelude::*;
-use virtrun_protocol::{EXIT_MARKER, Event, FRAME_HEADER_LEN, Frame, GuestConfig, MAX_STDIN_FRAME};
+use virtrun_protocol::{
+    EXIT_MARKER, Event, FRAME_HEADER_LEN, Frame, GuestConfig, MAX_STDIN_FRAME, WindowSize,
+};
 
 fn config() -> ProptestConfig {
     ProptestConfig {
@@ -133,6 +135,7 @@ proptest! {
             cwd: args.last().cloned().unwrap_or_default(),
             exec: args.first().cloned().unwrap_or_default(),
             bind_main: serial,
+            tty: verbose.then_some(WindowSize { rows: args.len() as u16, cols: 0 }),
             args,
             verbose,
         };

@@ -86,6 +86,7 @@ pub mod log;
 pub mod net;
 pub mod power;
 pub mod process;
+pub mod pty;
 pub mod setup;
 pub mod stdio;
 mod sys;

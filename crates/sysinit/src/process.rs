@@ -92,6 +92,38 @@ pub fn spawn_session(
     env: &[Vec<u8>],
     stdio: [&dyn std::os::fd::AsRawFd; 3],
 ) -> io::Result<u32> {
+    spawn(path, argv, env, Stdio::Fds(stdio))
+}
+
+/// As [`spawn_session`], with the terminal `tty` (a path such as
+/// `/dev/pts/0`, see [`crate::pty`]) as fds 0, 1 and 2 and as the
+/// controlling terminal of the new session: the session leader opens it
+/// (without `O_NOCTTY`), so its process group is the terminal's foreground
+/// group, which Ctrl-C and a resize signal.
+pub fn spawn_on_terminal(
+    path: &std::path::Path,
+    argv: &[std::ffi::OsString],
+    env: &[Vec<u8>],
+    tty: &std::path::Path,
+) -> io::Result<u32> {
+    use std::os::unix::ffi::OsStrExt;
+    let tty = std::ffi::CString::new(tty.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in the terminal's path"))?;
+    spawn(path, argv, env, Stdio::Terminal(&tty))
+}
+
+/// What a spawned binary gets as fds 0, 1 and 2.
+enum Stdio<'a> {
+    Fds([&'a dyn std::os::fd::AsRawFd; 3]),
+    Terminal(&'a std::ffi::CStr),
+}
+
+fn spawn(
+    path: &std::path::Path,
+    argv: &[std::ffi::OsString],
+    env: &[Vec<u8>],
+    stdio: Stdio<'_>,
+) -> io::Result<u32> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
     let cstring = |b: &[u8]| {
@@ -141,12 +173,36 @@ pub fn spawn_session(
                 libc::POSIX_SPAWN_SETSID
                     | (libc::POSIX_SPAWN_SETSIGDEF | libc::POSIX_SPAWN_SETSIGMASK) as libc::c_short,
             ))?;
-            for (target, fd) in stdio.iter().enumerate() {
-                check(libc::posix_spawn_file_actions_adddup2(
-                    &mut actions,
-                    fd.as_raw_fd(),
-                    target as libc::c_int,
-                ))?;
+            match &stdio {
+                Stdio::Fds(fds) => {
+                    for (target, fd) in fds.iter().enumerate() {
+                        check(libc::posix_spawn_file_actions_adddup2(
+                            &mut actions,
+                            fd.as_raw_fd(),
+                            target as libc::c_int,
+                        ))?;
+                    }
+                }
+                // The file actions run after setsid: the session leader's
+                // first terminal without O_NOCTTY becomes its controlling
+                // one.
+                Stdio::Terminal(tty) => {
+                    check(libc::posix_spawn_file_actions_addclose(&mut actions, 0))?;
+                    check(libc::posix_spawn_file_actions_addopen(
+                        &mut actions,
+                        0,
+                        tty.as_ptr(),
+                        libc::O_RDWR,
+                        0,
+                    ))?;
+                    for target in [1, 2] {
+                        check(libc::posix_spawn_file_actions_adddup2(
+                            &mut actions,
+                            0,
+                            target,
+                        ))?;
+                    }
+                }
             }
             let mut pid: libc::pid_t = 0;
             check(libc::posix_spawn(

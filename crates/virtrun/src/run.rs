@@ -13,6 +13,7 @@ use crate::trace::Trace;
 use crate::vm::qemu::Invocation;
 use crate::vm::snapshot::Identity;
 use crate::vm::supervisor::{self, Report, Start};
+use crate::vm::terminal::{self, RawMode};
 use anyhow::{Context, Result, bail};
 use signal_hook::iterator::Signals;
 use std::ffi::{OsStr, OsString};
@@ -21,7 +22,9 @@ use std::io::BufWriter;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use virtrun_protocol::{BootConfig, GuestConfig, Layout, LoaderConfig, STANDALONE_PORTS};
+use virtrun_protocol::{
+    BootConfig, GuestConfig, Layout, LoaderConfig, STANDALONE_PORTS, WindowSize,
+};
 
 /// The default init for each architecture, built (and LZ4-compressed) by
 /// `scripts/build-guest-init`; unpacked when an archive with it is written.
@@ -140,7 +143,7 @@ fn archive_file(keep_in: Option<&Path>) -> std::io::Result<File> {
 /// Runs `config` and returns virtrun's outcome. Host-side failures are errors
 /// (exit 255); everything the guest did is in the outcome.
 pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
-    let mut signals = supervisor::catch_signals().context("catching signals")?;
+    let mut signals = supervisor::catch_signals(config.tty).context("catching signals")?;
     let cache_max = crate::cache::max().map_err(anyhow::Error::msg)?;
     let (arch, kernel) = inspect(config, trace)?;
     let cwd = std::env::current_dir().context("current directory")?;
@@ -156,7 +159,16 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
     let mut inv = invocation(config, arch, &kernel.image, &gotest, trace)?;
     inv.modules_image = modules_image(config, &kernel, inv.transport, trace);
     let mut outputs = gotest.outputs;
-    let guest_config = guest_config(config, &gotest.args, &cwd, &shares, &mut outputs, trace);
+    let tty = terminal(config)?;
+    let guest_config = guest_config(
+        config,
+        &gotest.args,
+        &cwd,
+        &shares,
+        &mut outputs,
+        tty,
+        trace,
+    );
     let drivers = needed_drivers(
         inv.transport,
         inv.host_share,
@@ -194,10 +206,35 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
         gdb,
         trace,
     };
+    // Under -tty the guest has the keyboard from here on; the terminal's
+    // mode comes back when this ends, whichever way.
+    let _raw = match tty {
+        Some(_) => Some(RawMode::enter(STDIN).context("-tty: raw mode")?),
+        None => None,
+    };
     match cache {
         Some(cache) => boot.warm(&cache, &files, plan),
         None => boot.cold(&plan),
     }
+}
+
+/// virtrun's stdin, which is its terminal under -tty.
+const STDIN: i32 = 0;
+
+/// Under -tty, the size of virtrun's terminal, which must be its stdin.
+fn terminal(config: &Config) -> Result<Option<WindowSize>> {
+    if !config.tty {
+        return Ok(None);
+    }
+    if config.standalone {
+        bail!("-tty: not with -standalone, whose init has the guest's streams to itself");
+    }
+    if !terminal::is_terminal(STDIN) {
+        bail!("-tty: stdin is not a terminal (run virtrun -tty from one, or drop -tty)");
+    }
+    Ok(Some(
+        terminal::size(STDIN).context("-tty: the terminal's size")?,
+    ))
 }
 
 /// The cache whose snapshot this run starts from (or makes), when warm
@@ -624,6 +661,7 @@ fn guest_config(
     cwd: &Path,
     shares: &share::Plan,
     outputs: &mut Vec<gotest::Output>,
+    tty: Option<WindowSize>,
     trace: &Trace,
 ) -> GuestConfig {
     // A standalone init has no configuration file to take an environment
@@ -676,6 +714,7 @@ fn guest_config(
             .as_ref()
             .map_or_else(Vec::new, |e| e.as_os_str().as_bytes().to_vec()),
         bind_main: shares.bind_main,
+        tty,
     }
 }
 

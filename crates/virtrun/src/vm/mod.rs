@@ -8,3 +8,4 @@ pub mod qemu;
 pub mod qmp;
 pub mod snapshot;
 pub mod supervisor;
+pub mod terminal;

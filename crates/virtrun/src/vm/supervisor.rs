@@ -15,7 +15,7 @@ use crate::vm::port::PortReader;
 use crate::vm::qemu::{Channel, Invocation};
 use crate::vm::qmp::Qmp;
 use crate::vm::snapshot::Pending;
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGWINCH};
 use signal_hook::iterator::Signals;
 use std::ffi::OsString;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -191,8 +191,13 @@ const FORWARDED: [i32; 3] = [SIGINT, SIGTERM, SIGHUP];
 
 /// Catches the forwarded signals from now on, so that none of them kills
 /// virtrun before its temporary files are gone.
-pub fn catch_signals() -> io::Result<Signals> {
-    Signals::new(FORWARDED)
+/// With `tty`, also `SIGWINCH`: a new size for the binary's terminal.
+pub fn catch_signals(tty: bool) -> io::Result<Signals> {
+    let signals = Signals::new(FORWARDED)?;
+    if tty {
+        signals.add_signal(SIGWINCH)?;
+    }
+    Ok(signals)
 }
 
 /// How long a guest under KVM may stay silent before KVM is taken to be
@@ -776,6 +781,8 @@ impl Watch<'_> {
         };
         let report = &self.state.report;
         let mut forwarded = false;
+        // A new size for the binary's terminal, until the guest can take it.
+        let mut resized = false;
         loop {
             match exited.recv_timeout(TICK) {
                 Ok(status) => return status,
@@ -783,6 +790,10 @@ impl Watch<'_> {
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
             }
             for sig in signals.pending() {
+                if sig == SIGWINCH {
+                    resized = true;
+                    continue;
+                }
                 let sent = !forwarded && self.forward(sig);
                 self.trace
                     .log(|| format!("got signal {sig}, forwarded to the binary: {sent}"));
@@ -795,6 +806,9 @@ impl Watch<'_> {
             }
             if lock(report).protocol_error.is_some() {
                 kill_qemu();
+            }
+            if resized {
+                resized = !self.resize();
             }
 
             if self.restoring {
@@ -833,8 +847,22 @@ impl Watch<'_> {
         }
     }
 
+    /// Sends the terminal's size to the binary's, if the guest is ready to
+    /// take it.
+    fn resize(&self) -> bool {
+        let Ok(size) = super::terminal::size(0) else {
+            return true;
+        };
+        self.send_when_ready(&Frame::Resize(size))
+    }
+
     /// Sends `sig` to the binary, if the guest is ready to take it.
     fn forward(&self, sig: i32) -> bool {
+        self.send_when_ready(&Frame::Signal(sig as u8))
+    }
+
+    /// Sends `frame`, if the guest is ready to take it.
+    fn send_when_ready(&self, frame: &Frame) -> bool {
         let ready = self
             .state
             .flow
@@ -845,7 +873,7 @@ impl Watch<'_> {
         match &self.control {
             Some(c) if ready => {
                 let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
-                c.write_all(&Frame::Signal(sig as u8).encode()).is_ok()
+                c.write_all(&frame.encode()).is_ok()
             }
             _ => false,
         }
