@@ -819,3 +819,47 @@ fn cargo_test_with_virtrun_as_runner() {
     assert_eq!(guest[..80], native[..80], "profile headers differ");
     assert_ne!(guest, native, "the guest ran other tests: counters differ");
 }
+
+/// The tests nextest ran and passed, by name, from its `PASS [...] … name`
+/// lines.
+fn nextest_passed(ran: &Ran) -> Vec<String> {
+    let all = format!("{}{}", ran.stdout, ran.stderr);
+    let mut names: Vec<String> = all
+        .lines()
+        .filter(|l| l.trim_start().starts_with("PASS ["))
+        .filter_map(|l| l.split_whitespace().last().map(str::to_owned))
+        .collect();
+    names.sort();
+    names
+}
+
+/// A suite split across machines with nextest's own means: `--partition
+/// count:1/2` on one, `count:2/2` on the other, virtrun as the runner of
+/// both. Together they run every test once.
+#[test]
+fn nextest_partitions_run_every_test_once() {
+    let c = Crate::new();
+    let mut parts = Vec::new();
+    for part in ["count:1/2", "count:2/2"] {
+        let ran = run(&mut c.cargo(&["nextest", "run"], "", &["--partition", part]));
+        ran.assert_success();
+        let passed = nextest_passed(&ran);
+        assert!(
+            !passed.is_empty(),
+            "partition {part} ran nothing\n{}",
+            ran.context()
+        );
+        parts.push(passed);
+    }
+    let mut all: Vec<String> = parts.concat();
+    all.sort();
+    assert_eq!(
+        all,
+        [
+            "tests::classifies",
+            "tests::fails_on_request",
+            "tests::guest_only"
+        ],
+        "partitions {parts:?}"
+    );
+}
