@@ -221,8 +221,38 @@ fn a_shell_on_the_hosts_userland() {
     term.wait_for_line("hi");
     term.type_in(b"stty size\r");
     term.wait_for_line("24 80");
+    // Ctrl-Z stops the foreground job, as on any terminal.
+    term.type_in(b"sleep 60; echo slept\r");
+    std::thread::sleep(Duration::from_secs(3));
+    term.type_in(b"\x1a");
+    term.wait_for("Stopped");
+    term.type_in(b"kill -9 %1\r");
+    term.wait_for("Killed");
     term.type_in(b"exit 3\r");
     assert_eq!(exit_code(child, &term), 3, "{:?}", term.text());
+    assert_eq!(term.mode(), cooked, "the terminal's mode was not restored");
+}
+
+/// virtrun ended by a signal from outside (the first one goes to the
+/// binary) leaves the terminal as it found it.
+#[test]
+fn the_terminal_mode_comes_back_after_a_signal() {
+    let term = Terminal::new(24, 80);
+    let cooked = term.mode();
+    let k = kernel();
+    let tty = payload("tty");
+    let child = term.spawn(&[
+        "-nokvm".as_ref(),
+        "-kernel".as_ref(),
+        k.as_os_str(),
+        "-tty".as_ref(),
+        tty.as_os_str(),
+    ]);
+    term.wait_for("ready\r\n");
+    assert_ne!(term.mode(), cooked);
+    // SAFETY: kill(2) on our own child, not yet reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    assert_eq!(exit_code(child, &term), 143, "{:?}", term.text());
     assert_eq!(term.mode(), cooked, "the terminal's mode was not restored");
 }
 
