@@ -325,7 +325,9 @@ fn run_main(
         None => None,
     };
     let (stdin, resize) = match &terminal {
-        Some((master, _, to_master)) => (to_master.clone(), Some(clone(master)?)),
+        Some((master, path, to_master)) => {
+            (to_master.clone(), Some((clone(master)?, path.clone())))
+        }
         None => (stdin, None),
     };
     // Stdin is accepted before the binary exists, so the host can start
@@ -505,11 +507,12 @@ fn write_stdin(stdin: impl Write + Send + 'static, ack: EventSender) -> mpsc::Se
 }
 
 /// Feeds frames from the host: stdin to [`write_stdin`], signals to the
-/// binary, a new size to its terminal (the master, with -tty).
+/// binary, a new size to its terminal (with -tty: the master and the
+/// terminal's path), which hangs up when the host's did (its stdin ended).
 fn forward_frames(
     mut frames: FrameReader,
     tx: mpsc::Sender<Vec<u8>>,
-    terminal: Option<File>,
+    terminal: Option<(File, PathBuf)>,
     pid: Arc<AtomicU32>,
     done: mpsc::Sender<()>,
 ) {
@@ -522,7 +525,14 @@ fn forward_frames(
                         let _ = tx.send(data);
                     }
                 }
-                Frame::StdinEof => tx = None,
+                Frame::StdinEof => {
+                    tx = None;
+                    if let Some((_, path)) = &terminal
+                        && let Err(e) = pty::hang_up(path)
+                    {
+                        log::error(&e.to_string());
+                    }
+                }
                 Frame::Done => {
                     let _ = done.send(());
                 }
@@ -530,7 +540,7 @@ fn forward_frames(
                 // ignored.
                 Frame::Resume(_) | Frame::Payload(_) => {}
                 Frame::Resize(size) => {
-                    if let Some(master) = &terminal
+                    if let Some((master, _)) = &terminal
                         && let Err(e) = pty::resize(master, size)
                     {
                         log::error(&e.to_string());

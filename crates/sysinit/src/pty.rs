@@ -7,6 +7,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use virtrun_protocol::WindowSize;
 
@@ -49,6 +50,24 @@ pub fn resize(master: &File, size: WindowSize) -> Result<()> {
     // SAFETY: TIOCSWINSZ reads one winsize from the pointer, valid here.
     if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) } != 0 {
         return Err(io::Error::last_os_error()).context(|| "set the terminal's size".to_string());
+    }
+    Ok(())
+}
+
+/// Hangs up the terminal at `path` (`TIOCVHANGUP`, as when a modem line
+/// drops): its session leader and foreground group get `SIGHUP`, its reads
+/// end and its writes fail. For when the terminal on the other side, the
+/// host's, went away.
+pub fn hang_up(path: &std::path::Path) -> Result<()> {
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(path)
+        .context(|| format!("open {}", path.display()))?;
+    // SAFETY: TIOCVHANGUP takes no argument.
+    if unsafe { libc::ioctl(tty.as_raw_fd(), libc::TIOCVHANGUP) } != 0 {
+        return Err(io::Error::last_os_error()).context(|| format!("hang up {}", path.display()));
     }
     Ok(())
 }

@@ -1,11 +1,12 @@
 //! The virtrun command: parses the flags, runs, and maps every ending to one
 //! exit code and at most one line on stderr.
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
 use virtrun::config::{self, Parsed, Sources};
 use virtrun::outcome::FAILURE;
-use virtrun::trace::Trace;
+use virtrun::trace::{Trace, say};
 
 fn main() -> ExitCode {
     let start = Instant::now();
@@ -16,17 +17,18 @@ fn main() -> ExitCode {
     let config = match config::parse(&sources) {
         Ok(Parsed::Run(config)) => config,
         Ok(Parsed::Help) => {
-            eprint!("{}", config::usage());
+            say(&config::usage());
             return ExitCode::SUCCESS;
         }
         Ok(Parsed::Version) => {
-            println!("Version: {}", env!("CARGO_PKG_VERSION"));
+            let version = format!("Version: {}\n", env!("CARGO_PKG_VERSION"));
+            let _ = std::io::stdout().lock().write_all(version.as_bytes());
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            eprintln!("virtrun: error: {e}");
+            say(&format!("virtrun: error: {e}\n"));
             if e.wants_usage() {
-                eprint!("{}", config::usage());
+                say(&config::usage());
             }
             return ExitCode::from(FAILURE);
         }
@@ -36,7 +38,7 @@ fn main() -> ExitCode {
     match virtrun::run::run(&config, &trace) {
         Ok(outcome) => {
             if let Some(msg) = &outcome.message {
-                eprintln!("virtrun: {msg}");
+                say(&format!("virtrun: {msg}\n"));
             }
             ExitCode::from(outcome.code)
         }
@@ -45,6 +47,6 @@ fn main() -> ExitCode {
 }
 
 fn fail(msg: &str) -> ExitCode {
-    eprintln!("virtrun: error: {msg}");
+    say(&format!("virtrun: error: {msg}\n"));
     ExitCode::from(FAILURE)
 }

@@ -9,7 +9,7 @@ use crate::target::discover;
 use crate::target::elf::{self, Arch};
 use crate::target::kernel::{Kernel, ModulePlan, RUN_DISK_DRIVER, needed_drivers};
 use crate::target::libs::{Resolved, Resolver};
-use crate::trace::Trace;
+use crate::trace::{Trace, say};
 use crate::vm::qemu::Invocation;
 use crate::vm::snapshot::Identity;
 use crate::vm::supervisor::{self, Report, Start};
@@ -332,7 +332,7 @@ impl Boot<'_> {
         }
         let gdb = match &self.gdb {
             Some(server) => {
-                eprintln!("{}", server.attach);
+                say(&format!("{}\n", server.attach));
                 Some(server.listener.try_clone().context("-gdb")?)
             }
             None => None,
@@ -344,10 +344,10 @@ impl Boot<'_> {
         }
         if let Some(dir) = keep_dir {
             let kept = dir.keep();
-            eprintln!(
-                "virtrun: initramfs kept at {}",
+            say(&format!(
+                "virtrun: initramfs kept at {}\n",
                 kept.join(KEPT_ARCHIVE).display()
-            );
+            ));
         }
         if let Some(cache) = crate::cache::dir() {
             self.tidy_cache(&cache, None);
@@ -493,7 +493,9 @@ impl Boot<'_> {
         let Some(why) = &report.kvm_failure else {
             return false;
         };
-        eprintln!("virtrun: warning: KVM is not usable here ({why}); using emulation");
+        say(&format!(
+            "virtrun: warning: KVM is not usable here ({why}); using emulation\n"
+        ));
         if let Some(marker) = kvm_known_broken() {
             let _ = std::fs::write(marker, why);
         }

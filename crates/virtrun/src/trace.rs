@@ -29,3 +29,11 @@ impl Trace {
         }
     }
 }
+
+/// Writes `text` to stderr as it is. A stderr that is gone (a terminal
+/// that hung up, a closed pipe) loses the text; it never ends virtrun, as
+/// `eprint!` would, with a panic.
+pub fn say(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}

@@ -4,10 +4,11 @@
 
 mod common;
 
+use common::KillOnDrop;
 use common::{kernel, payload, virtrun};
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -22,7 +23,7 @@ fn free_port() -> u16 {
 
 /// virtrun under `-gdb port` with `args`, and its stderr as it comes, line by
 /// line.
-fn held(port: u16, args: &[&str]) -> (Child, mpsc::Receiver<String>) {
+fn held(port: u16, args: &[&str]) -> (KillOnDrop, mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_virtrun"))
         .args(["-nokvm", "-gdb", &port.to_string(), "-kernel"])
         .arg(kernel())
@@ -39,7 +40,7 @@ fn held(port: u16, args: &[&str]) -> (Child, mpsc::Receiver<String>) {
             let _ = tx.send(line);
         }
     });
-    (child, rx)
+    (KillOnDrop(child), rx)
 }
 
 /// Waits for the line that says the guest waits, and returns everything
@@ -78,7 +79,7 @@ fn gdb(port: u16, commands: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
 
-fn finish(mut child: Child) -> (i32, Vec<u8>) {
+fn finish(mut child: KillOnDrop) -> (i32, Vec<u8>) {
     let mut stdout = Vec::new();
     child
         .stdout

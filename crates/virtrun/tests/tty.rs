@@ -7,12 +7,14 @@
 
 mod common;
 
+use common::KillOnDrop;
 use common::{kernel, kernel_of, payload, virtrun};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,6 +25,9 @@ struct Terminal {
     master: File,
     tty: OwnedFd,
     output: Arc<Mutex<Vec<u8>>>,
+    /// Tells the reader to let go of its master.
+    closing: Arc<AtomicBool>,
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 fn winsize(rows: u16, cols: u16) -> libc::winsize {
@@ -49,31 +54,51 @@ impl Terminal {
             )
         };
         assert_eq!(ret, 0, "openpty: {}", std::io::Error::last_os_error());
+        // Only the emulator has the master, as in a terminal emulator: a
+        // child that kept it would keep the terminal from ever hanging up.
+        for fd in [master, tty] {
+            // SAFETY: fcntl on fds we just opened.
+            let ret = unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+            assert_eq!(ret, 0);
+        }
         // SAFETY: both fds were just opened and are ours alone.
         let (master, tty) = unsafe { (File::from_raw_fd(master), OwnedFd::from_raw_fd(tty)) };
         let output = Arc::new(Mutex::new(Vec::new()));
-        let mut reader = master.try_clone().unwrap();
+        let mut from = master.try_clone().unwrap();
         let sink = Arc::clone(&output);
-        std::thread::spawn(move || {
+        let closing = Arc::new(AtomicBool::new(false));
+        let stop = Arc::clone(&closing);
+        let reader = std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
-            // Ends with EIO once no process has the terminal open.
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 {
-                    break;
+            while !stop.load(Ordering::SeqCst) {
+                let mut pfd = libc::pollfd {
+                    fd: from.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd.
+                if unsafe { libc::poll(&mut pfd, 1, 20) } <= 0 {
+                    continue;
                 }
-                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+                // Ends with EIO once no process has the terminal open.
+                match from.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => sink.lock().unwrap().extend_from_slice(&buf[..n]),
+                }
             }
         });
         Terminal {
             master,
             tty,
             output,
+            closing,
+            reader: Some(reader),
         }
     }
 
     /// Starts virtrun with `args` on this terminal, as a terminal emulator
     /// starts a shell: a new session whose controlling terminal it is.
-    fn spawn(&self, args: &[&std::ffi::OsStr]) -> Child {
+    fn spawn(&self, args: &[&std::ffi::OsStr]) -> KillOnDrop {
         let io = || Stdio::from(self.tty.try_clone().unwrap());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_virtrun"));
         cmd.args(args).stdin(io()).stdout(io()).stderr(io());
@@ -86,7 +111,17 @@ impl Terminal {
                 Ok(())
             });
         }
-        cmd.spawn().unwrap()
+        KillOnDrop(cmd.spawn().unwrap())
+    }
+
+    /// Closes the terminal's master, as a terminal emulator whose window
+    /// closed: the terminal hangs up.
+    fn hang_up(mut self) -> OwnedFd {
+        self.closing.store(true, Ordering::SeqCst);
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
+        self.tty
     }
 
     fn text(&self) -> String {
@@ -152,7 +187,7 @@ impl Terminal {
 
 /// Waits for virtrun's exit code, killing it after the suite's time limit.
 #[track_caller]
-fn exit_code(mut child: Child, term: &Terminal) -> i32 {
+fn exit_code(mut child: KillOnDrop, term: &Terminal) -> i32 {
     let deadline = Instant::now() + common::TIMEOUT;
     loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -254,6 +289,38 @@ fn the_terminal_mode_comes_back_after_a_signal() {
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
     assert_eq!(exit_code(child, &term), 143, "{:?}", term.text());
     assert_eq!(term.mode(), cooked, "the terminal's mode was not restored");
+}
+
+/// The terminal going away (its window closed) hangs up the binary's
+/// terminal in the guest too: the run ends, as a shell's on a closed
+/// terminal does, instead of waiting for keys that never come.
+#[test]
+fn a_terminal_that_hangs_up_ends_the_run() {
+    let term = Terminal::new(24, 80);
+    let k = kernel();
+    let tty = payload("tty");
+    let mut child = term.spawn(&[
+        "-nokvm".as_ref(),
+        "-kernel".as_ref(),
+        k.as_os_str(),
+        "-tty".as_ref(),
+        tty.as_os_str(),
+    ]);
+    term.wait_for("ready\r\n");
+    let _tty = term.hang_up();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("virtrun did not end after its terminal hung up");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // SIGHUP: the binary's, passed on as virtrun's exit code.
+    assert_eq!(status.code(), Some(129), "{status:?}");
 }
 
 #[test]
