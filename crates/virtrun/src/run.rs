@@ -206,6 +206,9 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
         gdb,
         trace,
     };
+    if let Some(server) = &boot.gdb {
+        say(&format!("{}\n", server.attach));
+    }
     // Under -tty the guest has the keyboard from here on; the terminal's
     // mode comes back when this ends, whichever way.
     let _raw = match tty {
@@ -331,10 +334,7 @@ impl Boot<'_> {
             return Ok(outcome);
         }
         let gdb = match &self.gdb {
-            Some(server) => {
-                say(&format!("{}\n", server.attach));
-                Some(server.listener.try_clone().context("-gdb")?)
-            }
+            Some(server) => Some(server.listener.try_clone().context("-gdb")?),
             None => None,
         };
         let start = || gdb.as_ref().map_or(Start::Cold, Start::Gdb);
