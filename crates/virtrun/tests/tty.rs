@@ -185,6 +185,22 @@ impl Terminal {
     }
 }
 
+/// virtrun -tty with `tests/payloads/tty.c` on `term`, once the payload
+/// said it is ready.
+fn start_payload(term: &Terminal) -> KillOnDrop {
+    let k = kernel();
+    let tty = payload("tty");
+    let child = term.spawn(&[
+        "-nokvm".as_ref(),
+        "-kernel".as_ref(),
+        k.as_os_str(),
+        "-tty".as_ref(),
+        tty.as_os_str(),
+    ]);
+    term.wait_for("ready\r\n");
+    child
+}
+
 /// Waits for virtrun's exit code, killing it after the suite's time limit.
 #[track_caller]
 fn exit_code(mut child: KillOnDrop, term: &Terminal) -> i32 {
@@ -205,16 +221,7 @@ fn exit_code(mut child: KillOnDrop, term: &Terminal) -> i32 {
 fn a_static_binary_on_a_terminal_sees_size_resize_keys_and_ctrl_c() {
     let term = Terminal::new(24, 80);
     let cooked = term.mode();
-    let k = kernel();
-    let tty = payload("tty");
-    let child = term.spawn(&[
-        "-nokvm".as_ref(),
-        "-kernel".as_ref(),
-        k.as_os_str(),
-        "-tty".as_ref(),
-        tty.as_os_str(),
-    ]);
-    term.wait_for("ready\r\n");
+    let child = start_payload(&term);
     // Raw mode while the guest has the keyboard.
     assert_eq!(term.mode()[3] & (libc::ICANON | libc::ECHO | libc::ISIG), 0);
     term.resize(30, 100);
@@ -274,16 +281,7 @@ fn a_shell_on_the_hosts_userland() {
 fn the_terminal_mode_comes_back_after_a_signal() {
     let term = Terminal::new(24, 80);
     let cooked = term.mode();
-    let k = kernel();
-    let tty = payload("tty");
-    let child = term.spawn(&[
-        "-nokvm".as_ref(),
-        "-kernel".as_ref(),
-        k.as_os_str(),
-        "-tty".as_ref(),
-        tty.as_os_str(),
-    ]);
-    term.wait_for("ready\r\n");
+    let child = start_payload(&term);
     assert_ne!(term.mode(), cooked);
     // SAFETY: kill(2) on our own child, not yet reaped.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
@@ -297,16 +295,7 @@ fn the_terminal_mode_comes_back_after_a_signal() {
 #[test]
 fn a_terminal_that_hangs_up_ends_the_run() {
     let term = Terminal::new(24, 80);
-    let k = kernel();
-    let tty = payload("tty");
-    let mut child = term.spawn(&[
-        "-nokvm".as_ref(),
-        "-kernel".as_ref(),
-        k.as_os_str(),
-        "-tty".as_ref(),
-        tty.as_os_str(),
-    ]);
-    term.wait_for("ready\r\n");
+    let mut child = start_payload(&term);
     let _tty = term.hang_up();
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {

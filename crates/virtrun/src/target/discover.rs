@@ -194,12 +194,7 @@ mod tests {
     #[test]
     fn the_cache_comes_first() {
         let f = fake(Arch::Amd64);
-        let cached = f
-            .places
-            .cache
-            .as_ref()
-            .unwrap()
-            .join("kernels/amd64/vmlinuz");
+        let cached = f.places.cached(Arch::Amd64).unwrap();
         put(&cached);
         put(&f.places.boot.join("vmlinuz-6.1.0-test"));
         assert_eq!(
@@ -258,12 +253,7 @@ mod tests {
         let f = fake(Arch::Amd64);
         put(&f.places.boot.join("vmlinuz-6.1.0-test"));
         let e = find(Arch::Arm64, &f.places).unwrap_err().to_string();
-        let cached = f
-            .places
-            .cache
-            .as_ref()
-            .unwrap()
-            .join("kernels/arm64/vmlinuz");
+        let cached = f.places.cached(Arch::Arm64).unwrap();
         assert_eq!(
             e,
             format!(
@@ -279,12 +269,7 @@ mod tests {
     #[test]
     fn nothing_found_says_where_it_looked() {
         let f = fake(Arch::Amd64);
-        let cached = f
-            .places
-            .cache
-            .as_ref()
-            .unwrap()
-            .join("kernels/amd64/vmlinuz");
+        let cached = f.places.cached(Arch::Amd64).unwrap();
         let boot = f.places.boot.join("vmlinuz-6.1.0-test");
         let e = find(Arch::Amd64, &f.places).unwrap_err().to_string();
         assert!(!e.contains('\n'), "{e}");
