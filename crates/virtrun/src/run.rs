@@ -188,11 +188,11 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
         )
     });
     let plan = plan_archive(config, arch, &kernel, &inv, &modules, &guest_config, &libs)?;
-    // What the guest was booted from, for its identity.
     let gdb = config
         .gdb
         .map(|port| gdb_server(port, arch, &kernel))
         .transpose()?;
+    // What the guest was booted from, for its identity.
     let mut files = vec![kernel.image.clone(), inv.kernel.clone()];
     files.extend(inv.modules_image.clone());
     files.extend(modules.transport.iter().cloned());
