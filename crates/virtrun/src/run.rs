@@ -13,7 +13,7 @@ use crate::trace::{Trace, say};
 use crate::vm::qemu::Invocation;
 use crate::vm::snapshot::Identity;
 use crate::vm::supervisor::{self, Report, Start};
-use crate::vm::terminal::{self, RawMode};
+use crate::vm::terminal::{self, RawMode, STDIN};
 use anyhow::{Context, Result, bail};
 use signal_hook::iterator::Signals;
 use std::ffi::{OsStr, OsString};
@@ -220,9 +220,6 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
         None => boot.cold(&plan),
     }
 }
-
-/// virtrun's stdin, which is its terminal under -tty.
-const STDIN: i32 = 0;
 
 /// Under -tty, the size of virtrun's terminal, which must be its stdin.
 fn terminal(config: &Config) -> Result<Option<WindowSize>> {

@@ -850,7 +850,7 @@ impl Watch<'_> {
     /// Sends the terminal's size to the binary's, if the guest is ready to
     /// take it.
     fn resize(&self) -> bool {
-        let Ok(size) = super::terminal::size(0) else {
+        let Ok(size) = super::terminal::size(super::terminal::STDIN) else {
             return true;
         };
         self.send_when_ready(&Frame::Resize(size))

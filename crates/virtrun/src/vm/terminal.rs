@@ -9,6 +9,9 @@ use std::io;
 use std::os::fd::RawFd;
 use virtrun_protocol::WindowSize;
 
+/// virtrun's stdin, which is its terminal under -tty.
+pub const STDIN: RawFd = 0;
+
 /// Whether `fd` is a terminal.
 pub fn is_terminal(fd: RawFd) -> bool {
     // SAFETY: isatty only looks at the fd.
