@@ -399,29 +399,10 @@ impl Boot<'_> {
         if let Some(snapshot) = identity.open() {
             self.trace
                 .log(|| format!("warm start from {}", identity.path.display()));
-            // A restored guest has its initramfs in its memory already;
-            // QEMU still wants a file it can map.
-            let empty = crate::scratch::unnamed().context("creating an empty initramfs")?;
-            let report = self.run(
-                &empty,
-                Start::Restore {
-                    snapshot: &snapshot,
-                    payload: &payload,
-                    payload_len,
-                },
-            )?;
-            if self.kvm_broken(&report) {
-                return self.warm(cache, &files_owned(&files), plan);
-            }
-            let Some(why) = &report.restore_failure else {
-                identity.restored();
-                return Ok(self.outcome(&report));
-            };
-            self.trace
-                .log(|| format!("restore failed ({why}): booting cold instead"));
-            if identity.discard(&snapshot) {
-                self.trace
-                    .log(|| "it failed before: no snapshot of this guest is made again".into());
+            match self.restore(&identity, &snapshot, &payload, payload_len)? {
+                Restored::Ran(outcome) => return Ok(outcome),
+                Restored::KvmBroken => return self.warm(cache, &files_owned(&files), plan),
+                Restored::Failed => {}
             }
         } else if identity.given_up() {
             self.trace.log(|| {
@@ -444,7 +425,7 @@ impl Boot<'_> {
                 .ok()
         };
         let (boot, _) = write_archive(self.config, &boot_plan)?;
-        let report = self.run(
+        let mut report = self.run(
             &boot,
             Start::Save {
                 snapshot,
@@ -456,7 +437,71 @@ impl Boot<'_> {
             return self.warm(cache, &files_owned(&files), plan);
         }
         self.tidy_cache(cache, Some(&identity.path));
+        if report.saved && report.interrupted.is_none() && report.timed_out.is_none() {
+            // The guest stopped once saved: the run goes on from the
+            // snapshot (or, should that fail, from a boot that makes none).
+            if let Some(snapshot) = identity.open() {
+                self.trace.log(|| "restoring the snapshot just made".into());
+                match self.restore(&identity, &snapshot, &payload, payload_len)? {
+                    Restored::Ran(outcome) => return Ok(outcome),
+                    Restored::KvmBroken => return self.warm(cache, &files_owned(&files), plan),
+                    Restored::Failed => {}
+                }
+            }
+            report = self.run(
+                &boot,
+                Start::Save {
+                    snapshot: None,
+                    payload: &payload,
+                    payload_len,
+                },
+            )?;
+        }
         Ok(self.outcome(&report))
+    }
+
+    /// Restores `snapshot` (of `identity`) and runs the run in it. A
+    /// restore that fails before the guest resumed removes the snapshot.
+    fn restore(
+        &mut self,
+        identity: &Identity,
+        snapshot: &File,
+        payload: &File,
+        payload_len: u64,
+    ) -> Result<Restored> {
+        let failure = match crate::vm::snapshot::cut_short(snapshot, self.inv.memory_mb) {
+            Some(why) => why,
+            None => {
+                // A restored guest has its initramfs in its memory already;
+                // QEMU still wants a file it can map.
+                let empty = crate::scratch::unnamed().context("creating an empty initramfs")?;
+                let report = self.run(
+                    &empty,
+                    Start::Restore {
+                        snapshot,
+                        payload,
+                        payload_len,
+                    },
+                )?;
+                if self.kvm_broken(&report) {
+                    return Ok(Restored::KvmBroken);
+                }
+                match report.restore_failure {
+                    None => {
+                        identity.restored();
+                        return Ok(Restored::Ran(self.outcome(&report)));
+                    }
+                    Some(why) => why,
+                }
+            }
+        };
+        self.trace
+            .log(|| format!("restore failed ({failure}): booting cold instead"));
+        if identity.discard(snapshot) {
+            self.trace
+                .log(|| "it failed before: no snapshot of this guest is made again".into());
+        }
+        Ok(Restored::Failed)
     }
 
     /// A signal while packing: nothing runs yet, just clean up.
@@ -499,6 +544,16 @@ impl Boot<'_> {
         self.inv.kvm = false;
         true
     }
+}
+
+/// How a restore went.
+enum Restored {
+    /// The run ran in the restored guest.
+    Ran(Outcome),
+    /// KVM turned out broken: the run is to be repeated under emulation.
+    KvmBroken,
+    /// The restore failed before the guest resumed; the snapshot is gone.
+    Failed,
 }
 
 /// QEMU's gdb server for the guest kernel: the socket, bound to the

@@ -1,6 +1,6 @@
 //! A client of QEMU's machine protocol (QMP), for the few commands warm
-//! start needs: save a parked guest to a file and let it go on (a restore
-//! needs none: QEMU loads the file as it starts, `-incoming`); and, under
+//! start needs: save a parked guest's device state to a file, then end
+//! QEMU or let the guest go on; restore a guest from a file; and, under
 //! `-gdb`, to learn when gdb lets the guest run.
 //!
 //! QMP is JSON, one message per line; `serde_json` reads the answers.
@@ -111,19 +111,37 @@ impl Qmp {
         }
     }
 
-    /// Saves the guest to `uri` (`file:…`) and waits until done; the guest
-    /// is paused then. It is not stopped first: a snapshot of a running
-    /// guest starts running as soon as QEMU loaded it.
-    pub fn save(&mut self, uri: &str) -> io::Result<()> {
+    /// Migration leaves out the guest's memory, which is a file that the
+    /// snapshot is made of (see `vm::snapshot`): only the device state
+    /// goes through the migration stream.
+    fn memory_stays_in_its_file(&mut self) -> io::Result<()> {
         self.execute(
             "migrate-set-capabilities",
-            json!({"capabilities": [
-                {"capability": "mapped-ram", "state": true},
-                {"capability": "multifd", "state": true},
-            ]}),
-        )?;
+            json!({"capabilities": [{"capability": "x-ignore-shared", "state": true}]}),
+        )
+        .map(drop)
+    }
+
+    /// Saves the guest's device state to `uri` (`file:…`) and waits until
+    /// done; the guest is paused then. It is not stopped first: a snapshot
+    /// of a running guest starts running as soon as QEMU loaded it.
+    pub fn save(&mut self, uri: &str) -> io::Result<()> {
+        self.memory_stays_in_its_file()?;
         self.execute("migrate", json!({"uri": uri}))?;
         self.wait_for_migration()
+    }
+
+    /// Has QEMU (started with `-incoming defer`) restore the guest whose
+    /// device state is at `uri`; it runs once loaded.
+    pub fn restore(&mut self, uri: &str) -> io::Result<()> {
+        self.memory_stays_in_its_file()?;
+        self.execute("migrate-incoming", json!({"uri": uri}))
+            .map(drop)
+    }
+
+    /// Ends QEMU.
+    pub fn quit(&mut self) -> io::Result<()> {
+        self.execute("quit", json!({})).map(drop)
     }
 
     /// Lets the guest run.

@@ -10,6 +10,15 @@
 //! and the build of the init and of virtrun. No file is hashed and QEMU is
 //! not asked for its version: an identity costs a few `stat`s.
 //!
+//! A snapshot is one file: QEMU's migration stream of the device state at
+//! its start, the guest's memory from [`MEMORY_OFFSET`] on. The guest that
+//! is saved runs on that file from its boot (its memory is the file,
+//! shared), so a save writes only the device state, a few hundred KB
+//! (`x-ignore-shared`). A restore maps the memory privately from the file:
+//! nothing is copied or zeroed, a page is read only when the guest touches
+//! it and copied only when the guest writes it, where loading it would
+//! have meant filling all of the guest's memory first.
+//!
 //! A snapshot is written unnamed and linked read-only into the cache when
 //! QEMU finished it; a run killed meanwhile leaves nothing. Restores open it
 //! read-only, so any number of runs share it.
@@ -20,6 +29,52 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+/// Where the guest's memory starts in a snapshot file. The device state
+/// before it takes a few hundred KB; the room up to here is a hole in the
+/// file, and a state that would not fit makes no snapshot.
+pub const MEMORY_OFFSET: u64 = 16 << 20;
+
+/// Bumped when the layout of a snapshot file changes: part of every
+/// identity.
+const LAYOUT: &str = "snapshot layout 2: state, memory at 16 MiB";
+
+/// QEMU arguments that make the guest's memory (`memory_mb`) the snapshot
+/// file QEMU has as `fd`, from [`MEMORY_OFFSET`]: shared with the file for
+/// a guest that is saved, a private copy-on-write mapping of it for a
+/// restored one, which leaves the file as it is.
+pub fn memory_args(fd: i32, memory_mb: u32, restore: bool) -> Vec<OsString> {
+    let sharing = if restore {
+        "share=off,readonly=on,rom=off"
+    } else {
+        "share=on"
+    };
+    [
+        "-object".to_string(),
+        format!(
+            "memory-backend-file,id=vrmem,mem-path=/dev/fd/{fd},size={memory_mb}M,\
+             offset={MEMORY_OFFSET},{sharing}"
+        ),
+        "-machine".into(),
+        "memory-backend=vrmem".into(),
+    ]
+    .map(OsString::from)
+    .to_vec()
+}
+
+/// Why `snapshot` cannot be restored into a guest of `memory_mb`, when
+/// its length says it is cut short (QEMU would map memory past its end).
+pub fn cut_short(snapshot: &File, memory_mb: u32) -> Option<String> {
+    let want = MEMORY_OFFSET + (u64::from(memory_mb) << 20);
+    match snapshot.metadata() {
+        Ok(m) if m.len() >= want => None,
+        Ok(m) => Some(format!(
+            "the snapshot is cut short: {} of {want} bytes",
+            m.len()
+        )),
+        Err(e) => Some(format!("the snapshot: {e}")),
+    }
+}
 
 /// The source identity of the embedded inits.
 const INIT_STAMP: &str = include_str!("../../guest/STAMP");
@@ -92,6 +147,7 @@ impl Identity {
     /// (the kernel, the boot modules, the module tree image).
     pub fn new(cache: &Path, qemu: &Path, argv: &[OsString], files: &[&Path]) -> Identity {
         let mut h = Fnv::new();
+        h.add(LAYOUT.as_bytes());
         h.add(INIT_STAMP.as_bytes());
         h.add_file(Path::new("/proc/self/exe"));
         if let Ok(exe) = std::fs::read_link("/proc/self/exe") {
@@ -159,30 +215,57 @@ impl Identity {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         Ok(Pending {
             file: crate::scratch::tmpfile_in(dir)?,
+            state: crate::scratch::tmpfile_in(dir)?,
             path: self.path.clone(),
         })
     }
 }
 
-/// A snapshot being written: QEMU writes to the file through an inherited
-/// fd; it has no name until it is complete.
+/// A snapshot being made, unnamed until it is complete: the file the
+/// guest's memory is (QEMU has it through an inherited fd from its start,
+/// see [`memory_args`]), and a file of its own for the device state, which
+/// QEMU writes when the guest is saved (it truncates the file it saves
+/// to: never the memory's).
 #[derive(Debug)]
 pub struct Pending {
     file: File,
+    state: File,
     path: PathBuf,
 }
 
 impl Pending {
-    /// The file QEMU writes to.
+    /// The file that is the guest's memory, and becomes the snapshot.
     pub fn file(&self) -> &File {
         &self.file
     }
 
-    /// Makes the complete snapshot read-only and gives it its name; a
-    /// snapshot a run in parallel made first is kept. Not synced to disk:
-    /// one that a crash of the host damaged fails to restore, and a cold
-    /// boot replaces it.
+    /// The file QEMU saves the device state to.
+    pub fn state(&self) -> &File {
+        &self.state
+    }
+
+    /// Puts the device state before the memory, makes the complete
+    /// snapshot read-only and gives it its name; a snapshot a run in
+    /// parallel made first is kept. Not synced to disk: one that a crash
+    /// of the host damaged fails to restore, and a cold boot replaces it.
     pub fn commit(self) -> io::Result<PathBuf> {
+        use std::os::unix::fs::FileExt;
+        let len = self.state.metadata()?.len();
+        if len == 0 || len > MEMORY_OFFSET {
+            return Err(io::Error::other(format!(
+                "the device state takes {len} bytes, room is {MEMORY_OFFSET}"
+            )));
+        }
+        let mut buf = vec![0u8; 1 << 20];
+        let mut at = 0;
+        while at < len {
+            let n = self.state.read_at(&mut buf, at)?;
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            self.file.write_all_at(&buf[..n], at)?;
+            at += n as u64;
+        }
         self.file
             .set_permissions(std::fs::Permissions::from_mode(0o444))?;
         crate::scratch::link(&self.file, &self.path)?;
@@ -218,22 +301,38 @@ mod tests {
     #[test]
     fn a_snapshot_is_named_only_when_complete_and_read_only() {
         use std::io::Write;
+        use std::os::unix::fs::FileExt;
         let dir = tempfile::tempdir().unwrap();
         let id = Identity::new(dir.path(), Path::new("sh"), &argv(&["x"]), &[]);
         assert!(id.open().is_none());
         let pending = id.pending().unwrap();
-        pending.file().write_all(b"state").unwrap();
+        // The guest's memory, of 1 MiB, then its device state.
+        let memory_end = MEMORY_OFFSET + (1 << 20);
+        pending.file().set_len(memory_end).unwrap();
+        pending
+            .file()
+            .write_all_at(b"memory", MEMORY_OFFSET)
+            .unwrap();
+        pending.state().write_all(b"state").unwrap();
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
         let path = pending.commit().unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"state");
+        let made = std::fs::read(&path).unwrap();
+        assert_eq!(made.len() as u64, memory_end);
+        assert_eq!(&made[..6], b"state\0");
+        assert_eq!(&made[MEMORY_OFFSET as usize..][..6], b"memory");
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o444);
         let file = id.open().unwrap();
+        assert_eq!(cut_short(&file, 1), None);
+        assert!(cut_short(&file, 2).unwrap().contains("cut short"));
         assert!(!id.discard(&file), "a first failure");
         assert!(!path.exists());
         assert!(!id.given_up());
         // Made again, and it fails again: given up on.
         let again = id.pending().unwrap();
+        assert!(again.commit().is_err(), "no device state, no snapshot");
+        let again = id.pending().unwrap();
+        again.state().write_all(b"state").unwrap();
         again.commit().unwrap();
         assert!(id.discard(&id.open().unwrap()), "a second failure");
         assert!(id.given_up());

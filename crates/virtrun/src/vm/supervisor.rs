@@ -14,7 +14,7 @@ use crate::trace::Trace;
 use crate::vm::port::PortReader;
 use crate::vm::qemu::{Channel, Invocation};
 use crate::vm::qmp::Qmp;
-use crate::vm::snapshot::Pending;
+use crate::vm::snapshot::{self, Pending};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGWINCH};
 use signal_hook::iterator::Signals;
 use std::ffi::OsString;
@@ -77,6 +77,9 @@ pub struct Report {
     /// Restoring the snapshot failed before the guest resumed: nothing of
     /// the run was handed over, a cold boot may take its place.
     pub restore_failure: Option<String>,
+    /// The guest was saved when it parked ([`Start::Save`]) and QEMU
+    /// stopped: the run goes on from the snapshot.
+    pub saved: bool,
 }
 
 /// Where the guest comes from.
@@ -87,8 +90,11 @@ pub enum Start<'a> {
     /// As [`Start::Cold`], the guest held until the gdb attached through
     /// the listening socket lets it run (`-gdb`); deadlines start then.
     Gdb(&'a std::net::TcpListener),
-    /// Booted from an initramfs that holds the boot part; saved to
-    /// `snapshot` once parked, then given `payload`, the run.
+    /// Booted from an initramfs that holds the boot part, its memory the
+    /// snapshot's file; saved to `snapshot` once parked, and QEMU stops
+    /// ([`Report::saved`]: a restore of the snapshot runs the run). When
+    /// no snapshot is made, or saving fails, it is given `payload`, the
+    /// run, instead.
     Save {
         /// Where the snapshot goes; none when it cannot be made (the run
         /// goes on all the same).
@@ -237,9 +243,10 @@ pub fn run(
     let channels = inv.channels();
     let (host_ends, mut qemu_ends) = open_channels(inv, &channels, &qemu_gone)?;
     // After the channels: the run disk's file (see [`run_disk_path`]). A
-    // snapshot is saved through QMP, on the next fd, to the fd after that;
-    // a restore needs no QMP: QEMU loads the snapshot from the next fd as
-    // it starts, and runs it.
+    // guest that is saved has QMP on the next fd, its memory on the fd
+    // after that (the snapshot to be) and saves its device state to the
+    // third; a restored one has the snapshot on the next fd and QMP after
+    // it.
     let mut next_fd = FIRST_CHANNEL_FD + channels.len() as i32;
     if inv.run_disk.is_some() {
         match &start {
@@ -255,6 +262,16 @@ pub fn run(
         }
     }
     let migration = |fd: i32| format!("file:/dev/fd/{fd}");
+    let qmp_args = |fd: i32| {
+        [
+            "-chardev".to_string(),
+            format!("socket,id=vrqmp,fd={fd}"),
+            "-mon".into(),
+            "chardev=vrqmp,mode=control".into(),
+        ]
+        .map(OsString::from)
+        .to_vec()
+    };
     let (qmp, extra_args) = match &start {
         Start::Cold => (None, Vec::new()),
         Start::Gdb(listener) => {
@@ -291,25 +308,19 @@ pub fn run(
             let (host, qemu) = UnixStream::pair().map_err(SuperviseError::Channels)?;
             qemu_ends.push(qemu.into());
             qemu_ends.push(clone_fd(snapshot.file())?);
-            let args = [
-                "-chardev".to_string(),
-                format!("socket,id=vrqmp,fd={next_fd}"),
-                "-mon".into(),
-                "chardev=vrqmp,mode=control".into(),
-            ];
-            (Some(host), args.map(OsString::from).to_vec())
+            qemu_ends.push(clone_fd(snapshot.state())?);
+            let mut args = qmp_args(next_fd);
+            args.extend(snapshot::memory_args(next_fd + 1, inv.memory_mb, false));
+            (Some(host), args)
         }
         Start::Restore { snapshot, .. } => {
             qemu_ends.push(clone_fd(snapshot)?);
-            let args = [
-                "-global".to_string(),
-                "migration.mapped-ram=on".into(),
-                "-global".into(),
-                "migration.x-multifd=on".into(),
-                "-incoming".into(),
-                migration(next_fd),
-            ];
-            (None, args.map(OsString::from).to_vec())
+            let (host, qemu) = UnixStream::pair().map_err(SuperviseError::Channels)?;
+            qemu_ends.push(qemu.into());
+            let mut args = snapshot::memory_args(next_fd, inv.memory_mb, true);
+            args.extend(qmp_args(next_fd + 1));
+            args.extend(["-incoming".into(), "defer".into()]);
+            (Some(host), args)
         }
     };
     let mut child = spawn_qemu(inv, archive, qemu_ends, channels.len(), &extra_args, trace)?;
@@ -322,6 +333,21 @@ pub fn run(
         .take()
         .map(|s| read_qemu_stderr(s, Arc::clone(&state.report)));
     let restoring = matches!(start, Start::Restore { .. });
+    let qmp = match (restoring, qmp) {
+        // QEMU loads the device state from the snapshot, after the hole
+        // before its memory, and the guest runs.
+        (true, Some(stream)) => {
+            let restored = Qmp::connect(stream, Instant::now() + RESTORE_DEADLINE)
+                .and_then(|mut qmp| qmp.restore(&migration(next_fd)));
+            if let Err(e) = restored {
+                trace.log(|| format!("restoring: {e}"));
+                lock(&state.report).restore_failure = Some(format!("restoring: {e}"));
+                let _ = child.kill();
+            }
+            None
+        }
+        (_, qmp) => qmp,
+    };
     // Deadlines count from now, or under -gdb from when gdb lets the guest
     // run (QEMU's RESUME event).
     let released = Arc::new(OnceLock::new());
@@ -342,7 +368,8 @@ pub fn run(
     let handover = Arc::new(Handover::new(
         start,
         qmp,
-        migration(next_fd + 1),
+        migration(next_fd + 2),
+        state.qemu_pid,
         inv.run_disk.is_some(),
         trace,
     )?);
@@ -408,7 +435,10 @@ fn clone_fd(file: &std::fs::File) -> Result<OwnedFd, SuperviseError> {
 /// entropy and clock, the run's archive.
 struct Handover {
     save: Mutex<Option<(UnixStream, Pending)>>,
+    /// Where the device state is saved to.
     migration: String,
+    /// QEMU, stopped once the guest is saved.
+    qemu_pid: libc::pid_t,
     payload: Option<(std::fs::File, u64)>,
     /// The payload is on the run disk: only its length is sent.
     on_disk: bool,
@@ -420,6 +450,7 @@ impl Handover {
         start: Start<'_>,
         qmp: Option<UnixStream>,
         migration: String,
+        qemu_pid: libc::pid_t,
         on_disk: bool,
         trace: &Trace,
     ) -> Result<Handover, SuperviseError> {
@@ -446,35 +477,51 @@ impl Handover {
         Ok(Handover {
             save: Mutex::new(save),
             migration,
+            qemu_pid,
             payload,
             on_disk,
             trace: trace.clone(),
         })
     }
 
-    /// The guest parked: saves it first when that is asked for (a failure
-    /// costs only the snapshot), then lets it go on.
-    fn parked(&self, control: &ControlWriter) -> io::Result<()> {
+    /// The guest parked: saves it when that is asked for, and then QEMU
+    /// is stopped (returns true); otherwise, or when saving failed (which
+    /// costs only the snapshot), lets it go on.
+    fn parked(&self, control: &ControlWriter) -> io::Result<bool> {
         let save = self.save.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some((qmp, snapshot)) = save {
             let started = Instant::now();
-            match Qmp::connect(qmp, Instant::now() + SAVE_DEADLINE).and_then(|mut qmp| {
-                let saved = qmp.save(&self.migration).and_then(|()| snapshot.commit());
-                // The guest goes on whether or not the snapshot was made.
-                qmp.cont()?;
-                saved
-            }) {
-                Ok(path) => self.trace.log(|| {
-                    format!(
-                        "snapshot saved in {:.0?}: {}",
-                        started.elapsed(),
-                        path.display()
-                    )
-                }),
-                Err(e) => self.trace.log(|| format!("no snapshot saved: {e}")),
+            let mut qmp = Qmp::connect(qmp, Instant::now() + SAVE_DEADLINE);
+            let saved = qmp
+                .as_mut()
+                .map_err(|e| io::Error::new(e.kind(), e.to_string()))
+                .and_then(|qmp| qmp.save(&self.migration))
+                .and_then(|()| snapshot.commit());
+            match saved {
+                Ok(path) => {
+                    self.trace.log(|| {
+                        format!(
+                            "snapshot saved in {:.0?}: {}",
+                            started.elapsed(),
+                            path.display()
+                        )
+                    });
+                    // The guest's memory is the snapshot now: it must not
+                    // run on. SAFETY: kill(2) on QEMU, our child, not yet
+                    // reaped (it is waited for only once it ended, and it
+                    // is paused). No memory involved.
+                    unsafe { libc::kill(self.qemu_pid, libc::SIGKILL) };
+                    return Ok(true);
+                }
+                Err(e) => {
+                    self.trace.log(|| format!("no snapshot saved: {e}"));
+                    if let Ok(qmp) = &mut qmp {
+                        qmp.cont()?;
+                    }
+                }
             }
         }
-        self.go_on(control)
+        self.go_on(control).map(|()| false)
     }
 
     /// Lets the guest go on: the host's entropy and clock, then the run,
@@ -996,11 +1043,10 @@ fn read_control(stream: UnixStream, ctx: &ControlContext) {
         }
         let (lock_flow, cv) = &**flow;
         match event {
-            Event::Parked => {
-                if let Err(e) = handover.parked(writer) {
-                    trace.log(|| format!("resuming the guest: {e}"));
-                }
-            }
+            Event::Parked => match handover.parked(writer) {
+                Ok(saved) => lock(report).saved = saved,
+                Err(e) => trace.log(|| format!("resuming the guest: {e}")),
+            },
             Event::Resumed => lock(report).resumed = true,
             Event::Ready => {
                 lock_flow.lock().unwrap_or_else(|p| p.into_inner()).ready = true;
