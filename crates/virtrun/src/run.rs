@@ -420,11 +420,12 @@ impl Boot<'_> {
             None
         } else {
             identity
-                .pending()
+                .pending(self.inv.memory_mb)
                 .inspect_err(|e| self.trace.log(|| format!("no snapshot made: {e}")))
                 .ok()
         };
         let (boot, _) = write_archive(self.config, &boot_plan)?;
+        let saving = snapshot.is_some();
         let mut report = self.run(
             &boot,
             Start::Save {
@@ -435,6 +436,21 @@ impl Boot<'_> {
         )?;
         if self.kvm_broken(&report) {
             return self.warm(cache, &files_owned(&files), plan);
+        }
+        if saving && qemu_failed_before_parking(&report) {
+            // Not the guest's doing (a panic, running out of memory): QEMU
+            // itself ended, and the snapshot's memory file may be why (the
+            // disk filled up meanwhile, say). A boot that makes none.
+            self.trace
+                .log(|| "QEMU ended before the guest parked: booting again without saving".into());
+            report = self.run(
+                &boot,
+                Start::Save {
+                    snapshot: None,
+                    payload: &payload,
+                    payload_len,
+                },
+            )?;
         }
         self.tidy_cache(cache, Some(&identity.path));
         if report.saved && report.interrupted.is_none() && report.timed_out.is_none() {
@@ -544,6 +560,21 @@ impl Boot<'_> {
         self.inv.kvm = false;
         true
     }
+}
+
+/// Whether QEMU ended before the guest parked, for no reason the guest
+/// gave (a kernel panic, running out of memory, its init's error) and not
+/// because the run was stopped.
+fn qemu_failed_before_parking(report: &Report) -> bool {
+    !report.parked
+        && report.exit_code.is_none()
+        && report.panic.is_none()
+        && !report.oom
+        && report.init_errors.is_empty()
+        && report.fatal.is_none()
+        && report.interrupted.is_none()
+        && report.timed_out.is_none()
+        && report.qemu_status.is_some_and(|s| !s.success())
 }
 
 /// How a restore went.
@@ -897,7 +928,54 @@ fn write_archive(config: &Config, plan: &Plan) -> Result<(File, Option<tempfile:
 mod tests {
     use super::*;
     use crate::config::{Parsed, Sources, parse};
+    use std::os::unix::process::ExitStatusExt;
     use std::path::PathBuf;
+
+    #[test]
+    fn only_qemu_ending_on_its_own_before_the_save_point_boots_again() {
+        let killed = Report {
+            qemu_status: Some(std::process::ExitStatus::from_raw(libc::SIGBUS)),
+            ..Report::default()
+        };
+        assert!(qemu_failed_before_parking(&killed));
+        let cases = [
+            Report {
+                parked: true,
+                ..killed.clone()
+            },
+            Report {
+                panic: Some("Kernel panic".into()),
+                ..killed.clone()
+            },
+            Report {
+                oom: true,
+                ..killed.clone()
+            },
+            Report {
+                exit_code: Some(255),
+                ..killed.clone()
+            },
+            Report {
+                init_errors: vec!["load module".into()],
+                ..killed.clone()
+            },
+            Report {
+                interrupted: Some(libc::SIGINT),
+                ..killed.clone()
+            },
+            Report {
+                timed_out: Some(std::time::Duration::from_secs(1)),
+                ..killed.clone()
+            },
+            Report {
+                qemu_status: Some(std::process::ExitStatus::from_raw(0)),
+                ..killed.clone()
+            },
+        ];
+        for report in cases {
+            assert!(!qemu_failed_before_parking(&report), "{report:?}");
+        }
+    }
 
     fn config(flags: &[&str]) -> Config {
         let mut cmdline: Vec<std::ffi::OsString> = flags.iter().map(Into::into).collect();

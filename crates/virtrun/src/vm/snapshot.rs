@@ -210,15 +210,41 @@ impl Identity {
         PathBuf::from(name)
     }
 
-    /// A snapshot to be written now, unnamed until [`Pending::commit`].
-    pub fn pending(&self) -> io::Result<Pending> {
+    /// A snapshot to be written now, unnamed until [`Pending::commit`],
+    /// for a guest of `memory_mb`. Refused when the cache's file system
+    /// has less room than that memory could take: the guest's memory is
+    /// the file, and a page it could not be given would kill QEMU.
+    pub fn pending(&self, memory_mb: u32) -> io::Result<Pending> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
+        let need = MEMORY_OFFSET + (u64::from(memory_mb) << 20);
+        let free = free_space(dir)?;
+        if free < need + (need >> 3) {
+            return Err(io::Error::other(format!(
+                "{} MiB free in {}, a snapshot may take {} MiB",
+                free >> 20,
+                dir.display(),
+                need >> 20
+            )));
+        }
         Ok(Pending {
             file: crate::scratch::tmpfile_in(dir)?,
             state: crate::scratch::tmpfile_in(dir)?,
             path: self.path.clone(),
         })
     }
+}
+
+/// The bytes an unprivileged user may still write in `dir`'s file system.
+fn free_space(dir: &Path) -> io::Result<u64> {
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())?;
+    // SAFETY: an all-zero statvfs is a valid value of the plain C struct.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: statvfs(3) fills `st`; the path is NUL-terminated and
+    // outlives the call.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 /// A snapshot being made, unnamed until it is complete: the file the
@@ -305,7 +331,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let id = Identity::new(dir.path(), Path::new("sh"), &argv(&["x"]), &[]);
         assert!(id.open().is_none());
-        let pending = id.pending().unwrap();
+        assert!(
+            id.pending(u32::MAX).is_err(),
+            "no room for a guest of 4 PiB"
+        );
+        let pending = id.pending(1).unwrap();
         // The guest's memory, of 1 MiB, then its device state.
         let memory_end = MEMORY_OFFSET + (1 << 20);
         pending.file().set_len(memory_end).unwrap();
@@ -329,9 +359,9 @@ mod tests {
         assert!(!path.exists());
         assert!(!id.given_up());
         // Made again, and it fails again: given up on.
-        let again = id.pending().unwrap();
+        let again = id.pending(1).unwrap();
         assert!(again.commit().is_err(), "no device state, no snapshot");
-        let again = id.pending().unwrap();
+        let again = id.pending(1).unwrap();
         again.state().write_all(b"state").unwrap();
         again.commit().unwrap();
         assert!(id.discard(&id.open().unwrap()), "a second failure");

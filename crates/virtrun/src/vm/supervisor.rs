@@ -77,6 +77,8 @@ pub struct Report {
     /// Restoring the snapshot failed before the guest resumed: nothing of
     /// the run was handed over, a cold boot may take its place.
     pub restore_failure: Option<String>,
+    /// The guest reached its save point ([`Event::Parked`]).
+    pub parked: bool,
     /// The guest was saved when it parked ([`Start::Save`]) and QEMU
     /// stopped: the run goes on from the snapshot.
     pub saved: bool,
@@ -1043,10 +1045,13 @@ fn read_control(stream: UnixStream, ctx: &ControlContext) {
         }
         let (lock_flow, cv) = &**flow;
         match event {
-            Event::Parked => match handover.parked(writer) {
-                Ok(saved) => lock(report).saved = saved,
-                Err(e) => trace.log(|| format!("resuming the guest: {e}")),
-            },
+            Event::Parked => {
+                lock(report).parked = true;
+                match handover.parked(writer) {
+                    Ok(saved) => lock(report).saved = saved,
+                    Err(e) => trace.log(|| format!("resuming the guest: {e}")),
+                }
+            }
             Event::Resumed => lock(report).resumed = true,
             Event::Ready => {
                 lock_flow.lock().unwrap_or_else(|p| p.into_inner()).ready = true;
