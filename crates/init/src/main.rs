@@ -259,13 +259,15 @@ fn clone(file: &File) -> virtrun_sysinit::Result<File> {
 }
 
 /// The binary's standard streams: pipes, the pumps from them to the
-/// channels, the writer of its stdin. Made before the save point: a thread
-/// or pipe made after it costs a restored guest more than a booted one.
+/// channels, the writer of its stdin, the forwarder of the host's frames.
+/// Made before the save point: a thread or pipe made after it costs a
+/// restored guest more than a booted one.
 struct Streams {
     stdin_r: io::PipeReader,
     out_w: io::PipeWriter,
     err_w: io::PipeWriter,
     stdin: mpsc::Sender<Vec<u8>>,
+    forwarder: mpsc::Sender<Forward>,
     pumps: [thread::JoinHandle<u64>; 2],
     out_port: File,
     err_port: File,
@@ -285,6 +287,7 @@ fn streams(channels: Channels, events: &EventSender) -> virtrun_sysinit::Result<
         out_w,
         err_w,
         stdin: write_stdin(stdin_w, events.clone()),
+        forwarder: frame_forwarder(),
         pumps: [
             pump(out_r, clone(&out_port)?),
             pump(err_r, clone(&err_port)?),
@@ -308,6 +311,7 @@ fn run_main(
         out_w,
         err_w,
         stdin,
+        forwarder,
         pumps,
         out_port,
         err_port,
@@ -333,7 +337,16 @@ fn run_main(
     // Stdin is accepted before the binary exists, so the host can start
     // sending while the binary starts up.
     let pid_slot = Arc::new(AtomicU32::new(0));
-    forward_frames(frames, stdin, resize, Arc::clone(&pid_slot), done_tx);
+    let forward = Forward {
+        frames,
+        stdin,
+        terminal: resize,
+        pid: Arc::clone(&pid_slot),
+        done: done_tx,
+    };
+    if let Err(mpsc::SendError(forward)) = forwarder.send(forward) {
+        thread::spawn(move || forward_frames(forward));
+    }
     let _ = events.send(&Event::Ready);
 
     let argv0 = if config.argv0.is_empty() {
@@ -506,54 +519,78 @@ fn write_stdin(stdin: impl Write + Send + 'static, ack: EventSender) -> mpsc::Se
     tx
 }
 
-/// Feeds frames from the host: stdin to [`write_stdin`], signals to the
-/// binary, a new size to its terminal (with -tty: the master and the
-/// terminal's path), which hangs up when the host's did (its stdin ended).
-fn forward_frames(
-    mut frames: FrameReader,
-    tx: mpsc::Sender<Vec<u8>>,
+/// What [`forward_frames`] feeds, known once the run starts.
+struct Forward {
+    frames: FrameReader,
+    /// To [`write_stdin`].
+    stdin: mpsc::Sender<Vec<u8>>,
+    /// With -tty: the master and the terminal's path.
     terminal: Option<(File, PathBuf)>,
+    /// The binary, once started.
     pid: Arc<AtomicU32>,
+    /// Told when the host has all output.
     done: mpsc::Sender<()>,
-) {
+}
+
+/// The thread of [`forward_frames`], made before the save point (see
+/// [`Streams`]) and given its work when the run starts.
+fn frame_forwarder() -> mpsc::Sender<Forward> {
+    let (start, work) = mpsc::channel::<Forward>();
     thread::spawn(move || {
-        let mut tx = Some(tx);
-        while let Ok(Some(frame)) = frames.next_frame() {
-            match frame {
-                Frame::Stdin(data) => {
-                    if let Some(tx) = &tx {
-                        let _ = tx.send(data);
-                    }
-                }
-                Frame::StdinEof => {
-                    tx = None;
-                    if let Some((_, path)) = &terminal
-                        && let Err(e) = pty::hang_up(path)
-                    {
-                        log::error(&e.to_string());
-                    }
-                }
-                Frame::Done => {
-                    let _ = done.send(());
-                }
-                // Only before the run; a host that sends them later is
-                // ignored.
-                Frame::Resume(_) | Frame::Payload(_) => {}
-                Frame::Resize(size) => {
-                    if let Some((master, _)) = &terminal
-                        && let Err(e) = pty::resize(master, size)
-                    {
-                        log::error(&e.to_string());
-                    }
-                }
-                Frame::Signal(sig) => match pid.load(Ordering::SeqCst) {
-                    // Not started yet: nothing to deliver it to.
-                    0 => {}
-                    pid => {
-                        let _ = process::signal(pid, i32::from(sig));
-                    }
-                },
-            }
+        if let Ok(forward) = work.recv() {
+            forward_frames(forward);
         }
     });
+    start
+}
+
+/// Feeds frames from the host: stdin to [`write_stdin`], signals to the
+/// binary, a new size to its terminal, which hangs up when the host's did
+/// (its stdin ended); says when the host is done.
+fn forward_frames(forward: Forward) {
+    let Forward {
+        mut frames,
+        stdin: tx,
+        terminal,
+        pid,
+        done,
+    } = forward;
+    let mut tx = Some(tx);
+    while let Ok(Some(frame)) = frames.next_frame() {
+        match frame {
+            Frame::Stdin(data) => {
+                if let Some(tx) = &tx {
+                    let _ = tx.send(data);
+                }
+            }
+            Frame::StdinEof => {
+                tx = None;
+                if let Some((_, path)) = &terminal
+                    && let Err(e) = pty::hang_up(path)
+                {
+                    log::error(&e.to_string());
+                }
+            }
+            Frame::Done => {
+                let _ = done.send(());
+            }
+            // Only before the run; a host that sends them later is
+            // ignored.
+            Frame::Resume(_) | Frame::Payload(_) => {}
+            Frame::Resize(size) => {
+                if let Some((master, _)) = &terminal
+                    && let Err(e) = pty::resize(master, size)
+                {
+                    log::error(&e.to_string());
+                }
+            }
+            Frame::Signal(sig) => match pid.load(Ordering::SeqCst) {
+                // Not started yet: nothing to deliver it to.
+                0 => {}
+                pid => {
+                    let _ = process::signal(pid, i32::from(sig));
+                }
+            },
+        }
+    }
 }
