@@ -22,6 +22,7 @@ use std::io::BufWriter;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 use virtrun_protocol::{
     BootConfig, GuestConfig, Layout, LoaderConfig, STANDALONE_PORTS, WindowSize,
 };
@@ -399,7 +400,8 @@ impl Boot<'_> {
         if let Some(snapshot) = identity.open() {
             self.trace
                 .log(|| format!("warm start from {}", identity.path.display()));
-            match self.restore(&identity, &snapshot, &payload, payload_len)? {
+            let timeout = self.config.timeout;
+            match self.restore(&identity, &snapshot, &payload, payload_len, timeout)? {
                 Restored::Ran(outcome) => return Ok(outcome),
                 Restored::KvmBroken => return self.warm(cache, &files_owned(&files), plan),
                 Restored::Failed => {}
@@ -426,6 +428,10 @@ impl Boot<'_> {
         };
         let (boot, _) = write_archive(self.config, &boot_plan)?;
         let saving = snapshot.is_some();
+        // A run that makes its snapshot boots more than once: -timeout
+        // counts from the first boot.
+        let booted = Instant::now();
+        let left = |timeout: Option<Duration>| timeout.map(|t| t.saturating_sub(booted.elapsed()));
         let mut report = self.run(
             &boot,
             Start::Save {
@@ -443,13 +449,14 @@ impl Boot<'_> {
             // disk filled up meanwhile, say). A boot that makes none.
             self.trace
                 .log(|| "QEMU ended before the guest parked: booting again without saving".into());
-            report = self.run(
+            report = self.run_within(
                 &boot,
                 Start::Save {
                     snapshot: None,
                     payload: &payload,
                     payload_len,
                 },
+                left(self.config.timeout),
             )?;
         }
         self.tidy_cache(cache, Some(&identity.path));
@@ -458,19 +465,21 @@ impl Boot<'_> {
             // snapshot (or, should that fail, from a boot that makes none).
             if let Some(snapshot) = identity.open() {
                 self.trace.log(|| "restoring the snapshot just made".into());
-                match self.restore(&identity, &snapshot, &payload, payload_len)? {
+                let left = left(self.config.timeout);
+                match self.restore(&identity, &snapshot, &payload, payload_len, left)? {
                     Restored::Ran(outcome) => return Ok(outcome),
                     Restored::KvmBroken => return self.warm(cache, &files_owned(&files), plan),
                     Restored::Failed => {}
                 }
             }
-            report = self.run(
+            report = self.run_within(
                 &boot,
                 Start::Save {
                     snapshot: None,
                     payload: &payload,
                     payload_len,
                 },
+                left(self.config.timeout),
             )?;
         }
         Ok(self.outcome(&report))
@@ -484,6 +493,7 @@ impl Boot<'_> {
         snapshot: &File,
         payload: &File,
         payload_len: u64,
+        left: Option<Duration>,
     ) -> Result<Restored> {
         let failure = match crate::vm::snapshot::cut_short(snapshot, self.inv.memory_mb) {
             Some(why) => why,
@@ -491,13 +501,14 @@ impl Boot<'_> {
                 // A restored guest has its initramfs in its memory already;
                 // QEMU still wants a file it can map.
                 let empty = crate::scratch::unnamed().context("creating an empty initramfs")?;
-                let report = self.run(
+                let report = self.run_within(
                     &empty,
                     Start::Restore {
                         snapshot,
                         payload,
                         payload_len,
                     },
+                    left,
                 )?;
                 if self.kvm_broken(&report) {
                     return Ok(Restored::KvmBroken);
@@ -534,15 +545,30 @@ impl Boot<'_> {
     }
 
     fn run(&mut self, archive: &File, start: Start<'_>) -> Result<Report> {
-        Ok(supervisor::run(
+        self.run_within(archive, start, self.config.timeout)
+    }
+
+    /// As [`Boot::run`], with what is left of `-timeout` after an earlier
+    /// boot of the same run; a run stopped by it was stopped by `-timeout`.
+    fn run_within(
+        &mut self,
+        archive: &File,
+        start: Start<'_>,
+        left: Option<Duration>,
+    ) -> Result<Report> {
+        let mut report = supervisor::run(
             self.inv,
             archive,
             start,
             self.outputs,
-            self.config.timeout,
+            left,
             self.signals,
             self.trace,
-        )?)
+        )?;
+        if report.timed_out.is_some() {
+            report.timed_out = self.config.timeout;
+        }
+        Ok(report)
     }
 
     /// Whether KVM turned out broken: then says so once, remembers it and
@@ -964,7 +990,7 @@ mod tests {
                 ..killed.clone()
             },
             Report {
-                timed_out: Some(std::time::Duration::from_secs(1)),
+                timed_out: Some(Duration::from_secs(1)),
                 ..killed.clone()
             },
             Report {

@@ -317,6 +317,30 @@ fn the_cache_cap_evicts_the_least_recently_used() {
 }
 
 #[test]
+fn the_run_that_makes_a_snapshot_keeps_to_its_timeout() {
+    // It boots, saves, and restores what it saved for its binary: the
+    // limit counts from the first boot, as in a cold run.
+    let cache = private_cache();
+    let limit = Duration::from_secs(10);
+    let started = std::time::Instant::now();
+    let out = debug_run(
+        cache.path(),
+        &os(&["-timeout", "10s", payload("sleep").to_str().unwrap()]),
+        "making it",
+    );
+    let took = started.elapsed();
+    out.assert_code(124);
+    out.assert_stdout(b"ready\n");
+    out.assert_stderr_contains("virtrun: timed out after 10s while running the binary");
+    assert!(
+        took < limit + Duration::from_secs(2),
+        "stopped after {took:?}, not at the limit of {limit:?}"
+    );
+    // The snapshot was made all the same, and serves the next run.
+    debug_run(cache.path(), &[payload("exit").into()], "warm start from").assert_code(0);
+}
+
+#[test]
 fn kill_9_while_a_snapshot_is_made_leaves_nothing() {
     let cache = private_cache();
     let before: Vec<_> = std::fs::read_dir(cache.path())
