@@ -431,7 +431,8 @@ impl Boot<'_> {
         // A run that makes its snapshot boots more than once: -timeout
         // counts from the first boot.
         let booted = Instant::now();
-        let left = |timeout: Option<Duration>| timeout.map(|t| t.saturating_sub(booted.elapsed()));
+        let limit = self.config.timeout;
+        let left = || limit.map(|t| t.saturating_sub(booted.elapsed()));
         let mut report = self.run(
             &boot,
             Start::Save {
@@ -449,15 +450,7 @@ impl Boot<'_> {
             // disk filled up meanwhile, say). A boot that makes none.
             self.trace
                 .log(|| "QEMU ended before the guest parked: booting again without saving".into());
-            report = self.run_within(
-                &boot,
-                Start::Save {
-                    snapshot: None,
-                    payload: &payload,
-                    payload_len,
-                },
-                left(self.config.timeout),
-            )?;
+            report = self.unsaved(&boot, &payload, payload_len, left())?;
         }
         self.tidy_cache(cache, Some(&identity.path));
         if report.saved && report.interrupted.is_none() && report.timed_out.is_none() {
@@ -465,24 +458,32 @@ impl Boot<'_> {
             // snapshot (or, should that fail, from a boot that makes none).
             if let Some(snapshot) = identity.open() {
                 self.trace.log(|| "restoring the snapshot just made".into());
-                let left = left(self.config.timeout);
-                match self.restore(&identity, &snapshot, &payload, payload_len, left)? {
+                match self.restore(&identity, &snapshot, &payload, payload_len, left())? {
                     Restored::Ran(outcome) => return Ok(outcome),
                     Restored::KvmBroken => return self.warm(cache, &files_owned(&files), plan),
                     Restored::Failed => {}
                 }
             }
-            report = self.run_within(
-                &boot,
-                Start::Save {
-                    snapshot: None,
-                    payload: &payload,
-                    payload_len,
-                },
-                left(self.config.timeout),
-            )?;
+            report = self.unsaved(&boot, &payload, payload_len, left())?;
         }
         Ok(self.outcome(&report))
+    }
+
+    /// A boot from `boot` that makes no snapshot: the guest parks and is
+    /// given the run at once, within what is `left` of `-timeout`.
+    fn unsaved(
+        &mut self,
+        boot: &File,
+        payload: &File,
+        payload_len: u64,
+        left: Option<Duration>,
+    ) -> Result<Report> {
+        let start = Start::Save {
+            snapshot: None,
+            payload,
+            payload_len,
+        };
+        self.run_within(boot, start, left)
     }
 
     /// Restores `snapshot` (of `identity`) and runs the run in it. A
