@@ -408,7 +408,7 @@ impl Boot<'_> {
             }
         } else if identity.given_up() {
             self.trace.log(|| {
-                "cold boot: this guest's snapshots failed to restore twice; none is made".into()
+                "cold boot: this guest failed twice to be saved or restored; no snapshot is made".into()
             });
         } else {
             self.trace.log(|| {
@@ -450,6 +450,10 @@ impl Boot<'_> {
             // disk filled up meanwhile, say). A boot that makes none.
             self.trace
                 .log(|| "QEMU ended before the guest parked: booting again without saving".into());
+            if identity.failed() {
+                self.trace
+                    .log(|| "it failed before: no snapshot of this guest is made again".into());
+            }
             report = self.unsaved(&boot, &payload, payload_len, left())?;
         }
         self.tidy_cache(cache, Some(&identity.path));

@@ -341,6 +341,52 @@ fn the_run_that_makes_a_snapshot_keeps_to_its_timeout() {
 }
 
 #[test]
+fn a_qemu_that_cannot_save_runs_cold_and_is_given_up_on() {
+    // A QEMU without what saving needs (an older one, say): it refuses the
+    // memory backend a guest that is saved runs on, and runs all else.
+    let cache = private_cache();
+    let qemu = cache.path().join("old-qemu");
+    std::fs::write(
+        &qemu,
+        "#!/bin/sh\n\
+         case \"$*\" in *memory-backend-file*)\n\
+         echo \"qemu: Property 'memory-backend-file.offset' not found\" >&2; exit 1;;\n\
+         esac\n\
+         exec qemu-system-x86_64 \"$@\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&qemu, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let args = [
+        OsString::from("-qemuBin"),
+        qemu.into(),
+        payload("exit").into(),
+        "7".into(),
+    ];
+    for how in [
+        "QEMU ended before the guest parked: booting again without saving",
+        "it failed before: no snapshot of this guest is made again",
+        "failed twice to be saved or restored; no snapshot is made",
+    ] {
+        let out = debug_run(cache.path(), &args, how);
+        out.assert_code(7);
+        assert!(
+            !out.stderr_text()
+                .lines()
+                .any(|l| !l.starts_with("virtrun: [") && !l.contains("virtrun-init")),
+            "a line that a cold run would not print:\n{}",
+            out.stderr_text()
+        );
+    }
+    // Only the marker of its failures: no snapshot.
+    let left = snapshots(cache.path());
+    assert!(
+        left.iter()
+            .all(|p| p.to_string_lossy().ends_with(".failed")),
+        "{left:?}"
+    );
+}
+
+#[test]
 fn kill_9_while_a_snapshot_is_made_leaves_nothing() {
     let cache = private_cache();
     let before: Vec<_> = std::fs::read_dir(cache.path())

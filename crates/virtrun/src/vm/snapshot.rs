@@ -132,7 +132,7 @@ fn find_program(program: &Path) -> PathBuf {
         .unwrap_or_else(|| program.to_path_buf())
 }
 
-/// How long a guest whose snapshots failed to restore twice stays cold.
+/// How long a guest that failed twice to be saved or restored stays cold.
 pub const GIVE_UP_FOR: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
 
 /// One guest identity's snapshot in the cache.
@@ -178,8 +178,7 @@ impl Identity {
     /// failed to restore. Returns whether it had failed before: a snapshot
     /// that this QEMU makes but cannot restore is not made again and again.
     pub fn discard(&self, bad: &File) -> bool {
-        let again = self.failed_marker().exists();
-        let _ = std::fs::write(self.failed_marker(), if again { "2" } else { "1" });
+        let again = self.failed();
         if let (Ok(bad), Ok(now)) = (bad.metadata(), std::fs::metadata(&self.path))
             && (bad.dev(), bad.ino()) == (now.dev(), now.ino())
         {
@@ -188,9 +187,18 @@ impl Identity {
         again
     }
 
-    /// Whether restoring this guest failed twice in a row, within the last
-    /// [`GIVE_UP_FOR`]: a failure that came from outside (QEMU killed, the
-    /// host out of memory) does not keep a guest cold for good.
+    /// Notes that this guest failed to restore or to be saved; returns
+    /// whether it had failed before (see [`Identity::given_up`]).
+    pub fn failed(&self) -> bool {
+        let again = self.failed_marker().exists();
+        let _ = std::fs::write(self.failed_marker(), if again { "2" } else { "1" });
+        again
+    }
+
+    /// Whether this guest failed twice in a row to be restored or saved,
+    /// within the last [`GIVE_UP_FOR`]: a failure that came from outside
+    /// (QEMU killed, the host out of memory) does not keep a guest cold for
+    /// good.
     pub fn given_up(&self) -> bool {
         let marker = self.failed_marker();
         let recent = std::fs::metadata(&marker)
@@ -371,5 +379,11 @@ mod tests {
         let day_ago = std::time::SystemTime::now() - GIVE_UP_FOR;
         marker.set_modified(day_ago).unwrap();
         assert!(!id.given_up());
+        // A guest that cannot be saved (a QEMU without what saving needs)
+        // is given up on the same way.
+        id.restored();
+        assert!(!id.failed());
+        assert!(id.failed());
+        assert!(id.given_up());
     }
 }
