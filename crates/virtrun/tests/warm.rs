@@ -59,6 +59,19 @@ fn debug_run(cache: &Path, args: &[OsString], how: &str) -> Output {
     out
 }
 
+/// Checks that a `-debug` run printed nothing that a cold run would not:
+/// only debug lines and the guest init's.
+#[track_caller]
+fn assert_only_debug_lines(out: &Output, what: &str) {
+    assert!(
+        !out.stderr_text()
+            .lines()
+            .any(|l| !l.starts_with("virtrun: [") && !l.contains("virtrun-init")),
+        "{what}: a line that a cold run would not print:\n{}",
+        out.stderr_text()
+    );
+}
+
 fn os(args: &[&str]) -> Vec<OsString> {
     args.iter().map(OsString::from).collect()
 }
@@ -257,13 +270,7 @@ fn a_damaged_snapshot_falls_back_to_a_cold_boot_and_is_replaced() {
         std::fs::write(snapshot, &bytes).unwrap();
         let out = debug_run(cache.path(), &args, "restore failed");
         out.assert_code(5);
-        assert!(
-            !out.stderr_text()
-                .lines()
-                .any(|l| !l.starts_with("virtrun: [") && !l.contains("virtrun-init")),
-            "{what}: a line that a cold run would not print:\n{}",
-            out.stderr_text()
-        );
+        assert_only_debug_lines(&out, what);
         // Replaced by a whole one (device state makes its length vary a
         // little from save to save), which the next run restores.
         let now = std::fs::metadata(snapshot).unwrap();
@@ -369,13 +376,7 @@ fn a_qemu_that_cannot_save_runs_cold_and_is_given_up_on() {
     ] {
         let out = debug_run(cache.path(), &args, how);
         out.assert_code(7);
-        assert!(
-            !out.stderr_text()
-                .lines()
-                .any(|l| !l.starts_with("virtrun: [") && !l.contains("virtrun-init")),
-            "a line that a cold run would not print:\n{}",
-            out.stderr_text()
-        );
+        assert_only_debug_lines(&out, how);
     }
     // Only the marker of its failures: no snapshot.
     let left = snapshots(cache.path());
