@@ -163,12 +163,13 @@ fn receive_run(
         )
     };
     let control = |e| virtrun_sysinit::Error::new("read control", e);
+    let pool = fresh::Pool::open()?;
     events
         .send(&Event::Parked)
         .map_err(|e| virtrun_sysinit::Error::new("send parked", e))?;
     match frames.next_frame().map_err(control)? {
         Some(Frame::Resume(resume)) => {
-            fresh::apply(&resume)?;
+            fresh::apply(&pool, &resume)?;
             step("resumed: entropy and clock from the host");
         }
         Some(other) => return Err(unexpected("expected resume", other)),
@@ -185,8 +186,14 @@ fn receive_run(
     if len == 0 {
         return Ok(());
     }
+    // The buffer and the disk are kept, not freed or closed: under
+    // emulation the guest's kernel would translate its unmap and release
+    // paths anew in every restored run, for a guest about to end anyway.
     let entries = if let Some(disk) = run_disk {
-        cpio::unpack(disk::ChunkReader::new(disk?, len, buffer), Path::new("/"))?
+        let mut payload = disk::ChunkReader::new(disk?, len, buffer);
+        let entries = cpio::unpack(&mut payload, Path::new("/"))?;
+        std::mem::forget(payload);
+        entries
     } else {
         let mut payload = disk::ChunkReader::new(frames.payload(len), len, buffer);
         let entries = cpio::unpack(&mut payload, Path::new("/"))?;
@@ -261,14 +268,14 @@ fn clone(file: &File) -> virtrun_sysinit::Result<File> {
 /// The binary's standard streams: pipes, the pumps from them to the
 /// channels, the writer of its stdin, the forwarder of the host's frames.
 /// Made before the save point: a thread or pipe made after it costs a
-/// restored guest more than a booted one.
+/// restored guest more than a booted one (see [`helper`]).
 struct Streams {
     stdin_r: io::PipeReader,
     out_w: io::PipeWriter,
     err_w: io::PipeWriter,
     stdin: mpsc::Sender<Vec<u8>>,
     forwarder: mpsc::Sender<Forward>,
-    pumps: [thread::JoinHandle<u64>; 2],
+    pumps: [mpsc::Receiver<u64>; 2],
     out_port: File,
     err_port: File,
     oom_before: u64,
@@ -393,10 +400,10 @@ fn run_main(
     // Whatever the binary left running would keep its pipes open; the guest
     // is about to end anyway.
     process::kill_all();
-    let [mut stdout, stderr] = pumps.map(|p| p.join().unwrap_or(0));
+    let [mut stdout, stderr] = pumps.map(|p| p.recv().unwrap_or(0));
     // A terminal's master reads end (EIO) once the binary and all it left
     // closed the terminal: killed above.
-    stdout += tty_pump.map_or(0, |p| p.join().unwrap_or(0));
+    stdout += tty_pump.map_or(0, |p| p.recv().unwrap_or(0));
     channel::drain(&out_port);
     channel::drain(&err_port);
     let _ = events.send(&Event::Streams { stdout, stderr });
@@ -475,8 +482,8 @@ fn send_output(events: &EventSender, id: u32, path: &Path) {
 /// read/write loop: `io::copy` would try `splice`, whose errors on some
 /// devices end the copy. When the channel fails, the pipe is still drained,
 /// so the binary never dies of a broken pipe that is not its own doing.
-fn pump(mut from: impl io::Read + Send + 'static, mut to: File) -> thread::JoinHandle<u64> {
-    thread::spawn(move || {
+fn pump(mut from: impl io::Read + Send + 'static, mut to: File) -> mpsc::Receiver<u64> {
+    helper(move || {
         let mut buf = vec![0u8; 64 * 1024];
         let mut broken = false;
         let mut sent = 0u64;
@@ -507,7 +514,7 @@ fn pump(mut from: impl io::Read + Send + 'static, mut to: File) -> thread::JoinH
 /// is stdin's end.
 fn write_stdin(stdin: impl Write + Send + 'static, ack: EventSender) -> mpsc::Sender<Vec<u8>> {
     let (tx, rx) = mpsc::channel::<Vec<u8>>();
-    thread::spawn(move || {
+    helper(move || {
         let mut stdin = stdin;
         for data in rx {
             // A binary that closed its stdin just loses the rest; keep
@@ -536,12 +543,37 @@ struct Forward {
 /// [`Streams`]) and given its work when the run starts.
 fn frame_forwarder() -> mpsc::Sender<Forward> {
     let (start, work) = mpsc::channel::<Forward>();
-    thread::spawn(move || {
+    helper(move || {
         if let Ok(forward) = work.recv() {
             forward_frames(forward);
         }
     });
     start
+}
+
+/// Runs `work` on a thread of its own and returns once that thread runs;
+/// `work`'s result arrives on the receiver. Under emulation every kernel
+/// path a restored guest takes is translated anew in every run, so:
+/// - a helper made before the save point has done its start-up (its stack
+///   and signal stack, the allocator's arena of its own) by the time the
+///   guest is saved, not in each run;
+/// - a helper never exits: once `work` returned (its captures dropped: a
+///   pipe closed) it parks, sparing each run the unmapping of its stacks,
+///   in a guest that powers off anyway.
+fn helper<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> mpsc::Receiver<T> {
+    let (running, started) = mpsc::channel();
+    let (result, done) = mpsc::channel();
+    thread::spawn(move || {
+        // The thread's first allocation makes its arena.
+        drop(std::hint::black_box(Box::new(0u64)));
+        let _ = running.send(());
+        let _ = result.send(work());
+        loop {
+            thread::park();
+        }
+    });
+    let _ = started.recv();
+    done
 }
 
 /// Feeds frames from the host: stdin to [`write_stdin`], signals to the

@@ -4,7 +4,7 @@
 
 use crate::sys::check;
 use crate::{ErrorContext, Result};
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use virtrun_protocol::Resume;
 
@@ -22,15 +22,27 @@ struct PoolInfo {
     buf: [u8; 32],
 }
 
+/// The kernel's random pool, opened before the save point: an open in a
+/// restored guest costs it the translation of the whole path lookup.
+pub struct Pool(File);
+
+impl Pool {
+    /// Opens `/dev/urandom` for writing.
+    pub fn open() -> Result<Pool> {
+        OpenOptions::new()
+            .write(true)
+            .open("/dev/urandom")
+            .map(Pool)
+            .context(|| "open /dev/urandom".to_string())
+    }
+}
+
 /// Adds `seed` to the kernel's pool, credited, and reseeds the CRNG from
 /// it: what `getrandom` returns from now on differs between two restores
 /// of one snapshot.
-pub fn reseed(seed: &[u8; 32]) -> Result<()> {
+pub fn reseed(pool: &Pool, seed: &[u8; 32]) -> Result<()> {
     let what = || "reseed the random pool".to_string();
-    let urandom = OpenOptions::new()
-        .write(true)
-        .open("/dev/urandom")
-        .context(what)?;
+    let urandom = &pool.0;
     let info = PoolInfo {
         entropy_count: (seed.len() * 8) as libc::c_int,
         buf_size: seed.len() as libc::c_int,
@@ -60,7 +72,7 @@ pub fn set_clock(secs: i64, nanos: u32) -> Result<()> {
 
 /// Both: the pool first, so nothing random is drawn from the old state
 /// after the clock moved.
-pub fn apply(resume: &Resume) -> Result<()> {
-    reseed(&resume.seed)?;
+pub fn apply(pool: &Pool, resume: &Resume) -> Result<()> {
+    reseed(pool, &resume.seed)?;
     set_clock(resume.secs, resume.nanos)
 }

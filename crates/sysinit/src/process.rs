@@ -84,7 +84,7 @@ pub fn monotonic_us() -> u64 {
 /// Signal handling starts from the defaults and an empty mask, whatever the
 /// init changed. Returns the pid.
 ///
-/// `posix_spawn` (which uses `vfork` semantics) rather than `fork`: under
+/// `vfork` semantics (as `posix_spawn` has) rather than `fork`: under
 /// emulation, forking the multi-threaded init costs ~20 ms per run.
 pub fn spawn_session(
     path: &std::path::Path,
@@ -145,78 +145,142 @@ fn spawn(
             .collect()
     };
     let (argv_ptrs, envp_ptrs) = (ptrs(&argv), ptrs(&envp));
-    let check = |ret: libc::c_int| {
-        if ret == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::from_raw_os_error(ret))
-        }
+    let stdio = match stdio {
+        Stdio::Fds(fds) => ChildStdio::Fds(fds.map(|fd| fd.as_raw_fd())),
+        Stdio::Terminal(tty) => ChildStdio::Terminal(tty.as_ptr()),
     };
-    // SAFETY: the attribute and file-action objects are initialised before
-    // use and destroyed once; every pointer passed (path, argv, envp, the
-    // signal sets) stays valid for the duration of the calls, and argv and
-    // envp are NULL-terminated arrays of NUL-terminated strings.
+    let mut child = Child {
+        path: path.as_ptr(),
+        argv: argv_ptrs.as_ptr(),
+        envp: envp_ptrs.as_ptr(),
+        stdio,
+        error: 0,
+    };
+    let _lock = SPAWN_STACK.lock.lock().unwrap_or_else(|p| p.into_inner());
+    // SAFETY: the stack is ours alone while the lock is held, and the
+    // child runs on it only until it execs or exits: CLONE_VFORK suspends
+    // us until then. All signals are blocked meanwhile, so no handler of
+    // ours runs on the child's side before it reset them; the mask is
+    // restored after. `child` outlives the call and is written by the
+    // child only (CLONE_VM), read by us once it is done.
     unsafe {
-        let mut attr: libc::posix_spawnattr_t = std::mem::zeroed();
-        let mut actions: libc::posix_spawn_file_actions_t = std::mem::zeroed();
-        check(libc::posix_spawnattr_init(&mut attr))?;
-        check(libc::posix_spawn_file_actions_init(&mut actions))?;
-        let result = (|| {
-            let mut all: libc::sigset_t = std::mem::zeroed();
-            let mut none: libc::sigset_t = std::mem::zeroed();
-            libc::sigfillset(&mut all);
-            libc::sigemptyset(&mut none);
-            check(libc::posix_spawnattr_setsigdefault(&mut attr, &all))?;
-            check(libc::posix_spawnattr_setsigmask(&mut attr, &none))?;
-            check(libc::posix_spawnattr_setflags(
-                &mut attr,
-                libc::POSIX_SPAWN_SETSID
-                    | (libc::POSIX_SPAWN_SETSIGDEF | libc::POSIX_SPAWN_SETSIGMASK) as libc::c_short,
-            ))?;
-            match &stdio {
-                Stdio::Fds(fds) => {
-                    for (target, fd) in fds.iter().enumerate() {
-                        check(libc::posix_spawn_file_actions_adddup2(
-                            &mut actions,
-                            fd.as_raw_fd(),
-                            target as libc::c_int,
-                        ))?;
-                    }
-                }
-                // The file actions run after setsid: the session leader's
-                // first terminal without O_NOCTTY becomes its controlling
-                // one.
-                Stdio::Terminal(tty) => {
-                    check(libc::posix_spawn_file_actions_addclose(&mut actions, 0))?;
-                    check(libc::posix_spawn_file_actions_addopen(
-                        &mut actions,
-                        0,
-                        tty.as_ptr(),
-                        libc::O_RDWR,
-                        0,
-                    ))?;
-                    for target in [1, 2] {
-                        check(libc::posix_spawn_file_actions_adddup2(
-                            &mut actions,
-                            0,
-                            target,
-                        ))?;
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let stack = SPAWN_STACK.bytes.get().cast::<u8>();
+        let top = stack.add(SPAWN_STACK_SIZE).cast::<libc::c_void>();
+        let pid = libc::clone(
+            run_child,
+            top,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            (&raw mut child).cast::<libc::c_void>(),
+        );
+        let clone_error = io::Error::last_os_error();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        if pid < 0 {
+            return Err(clone_error);
+        }
+        let error = std::ptr::read_volatile(&raw const child.error);
+        if error != 0 {
+            // It exited without running the binary: reaped here, as a
+            // failed posix_spawn does.
+            let mut status = 0;
+            libc::waitpid(pid, &mut status, 0);
+            return Err(io::Error::from_raw_os_error(error));
+        }
+        Ok(pid as u32)
+    }
+}
+
+/// The stack the child of [`spawn`] runs on until it execs: made once and
+/// kept, where `posix_spawn` maps and unmaps one per call, paths that a
+/// restored guest's kernel would translate anew in every run.
+struct SpawnStack {
+    lock: std::sync::Mutex<()>,
+    bytes: std::cell::UnsafeCell<[u128; SPAWN_STACK_SIZE / 16]>,
+}
+
+// SAFETY: `bytes` is only used with `lock` held.
+unsafe impl Sync for SpawnStack {}
+
+const SPAWN_STACK_SIZE: usize = 64 * 1024;
+
+static SPAWN_STACK: SpawnStack = SpawnStack {
+    lock: std::sync::Mutex::new(()),
+    bytes: std::cell::UnsafeCell::new([0; SPAWN_STACK_SIZE / 16]),
+};
+
+/// What the child of [`spawn`] needs, all of it made before the clone: the
+/// child may not allocate (it shares our memory and allocator state).
+struct Child {
+    path: *const libc::c_char,
+    argv: *const *mut libc::c_char,
+    envp: *const *mut libc::c_char,
+    stdio: ChildStdio,
+    /// Set by the child to errno when it could not exec.
+    error: libc::c_int,
+}
+
+enum ChildStdio {
+    Fds([libc::c_int; 3]),
+    Terminal(*const libc::c_char),
+}
+
+/// The child's side of [`spawn`]: async-signal-safe calls only, as after
+/// `vfork`. Every signal to its default and an empty mask, a session of
+/// its own, fds 0-2, then exec.
+extern "C" fn run_child(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the parent's `Child`, alive while the parent is
+    // suspended (CLONE_VFORK); the calls are plain syscalls on valid
+    // pointers from it.
+    unsafe {
+        let child = &mut *arg.cast::<Child>();
+        let fail = |child: &mut Child| -> ! {
+            std::ptr::write_volatile(&raw mut child.error, *libc::__errno_location());
+            libc::_exit(127)
+        };
+        let mut dfl: libc::sigaction = std::mem::zeroed();
+        dfl.sa_sigaction = libc::SIG_DFL;
+        for sig in 1..libc::SIGRTMAX() + 1 {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::sigaction(sig, &dfl, std::ptr::null_mut());
+            }
+        }
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+        if libc::setsid() < 0 {
+            fail(child);
+        }
+        match child.stdio {
+            ChildStdio::Fds(fds) => {
+                for (target, fd) in fds.into_iter().enumerate() {
+                    let target = target as libc::c_int;
+                    // dup2 onto itself would keep close-on-exec.
+                    let ok = if fd == target {
+                        libc::fcntl(fd, libc::F_SETFD, 0) >= 0
+                    } else {
+                        libc::dup2(fd, target) >= 0
+                    };
+                    if !ok {
+                        fail(child);
                     }
                 }
             }
-            let mut pid: libc::pid_t = 0;
-            check(libc::posix_spawn(
-                &mut pid,
-                path.as_ptr(),
-                &actions,
-                &attr,
-                argv_ptrs.as_ptr(),
-                envp_ptrs.as_ptr(),
-            ))?;
-            Ok(pid as u32)
-        })();
-        libc::posix_spawn_file_actions_destroy(&mut actions);
-        libc::posix_spawnattr_destroy(&mut attr);
-        result
+            // Opened after setsid and without O_NOCTTY: the session's
+            // controlling terminal.
+            ChildStdio::Terminal(tty) => {
+                libc::close(0);
+                if libc::open(tty, libc::O_RDWR) != 0
+                    || libc::dup2(0, 1) < 0
+                    || libc::dup2(0, 2) < 0
+                {
+                    fail(child);
+                }
+            }
+        }
+        libc::execve(child.path, child.argv.cast(), child.envp.cast());
+        fail(child)
     }
 }
