@@ -35,6 +35,10 @@ mod share;
 /// (its own output blocked) takes long.
 const DONE_WAIT: Duration = Duration::from_secs(60);
 
+/// How long a guest booted to be saved waits for its kernel's final
+/// clocksource ([`setup::await_final_clocksource`]).
+const CLOCKSOURCE_WAIT: Duration = Duration::from_secs(3);
+
 fn main() {
     if let Some(module) = modprobe::requested() {
         modprobe::helper(&module);
@@ -102,6 +106,11 @@ fn run(init: u64) -> virtrun_sysinit::Result<()> {
         .run_disk
         .then(|| disk::find(RUN_DISK_SERIAL, disk::DISK_WAIT).and_then(|d| disk::open_direct(&d)));
     let buffer = disk::buffer();
+    // A guest with the run's disk is booted to be saved: with the kernel's
+    // clock settled first, not in every restore.
+    if boot.run_disk {
+        setup::await_final_clocksource(CLOCKSOURCE_WAIT);
+    }
     let events = EventSender::new(clone(&channels.control)?);
     let mut frames = FrameReader::new(clone(&channels.control)?);
     let streams = streams(channels, &events)?;
@@ -189,20 +198,24 @@ fn receive_run(
     // The buffer and the disk are kept, not freed or closed: under
     // emulation the guest's kernel would translate its unmap and release
     // paths anew in every restored run, for a guest about to end anyway.
-    let entries = if let Some(disk) = run_disk {
+    let paths = if let Some(disk) = run_disk {
         let mut payload = disk::ChunkReader::new(disk?, len, buffer);
-        let entries = cpio::unpack(&mut payload, Path::new("/"))?;
+        let paths = cpio::unpack(&mut payload, Path::new("/"))?;
         std::mem::forget(payload);
-        entries
+        paths
     } else {
         let mut payload = disk::ChunkReader::new(frames.payload(len), len, buffer);
-        let entries = cpio::unpack(&mut payload, Path::new("/"))?;
+        let paths = cpio::unpack(&mut payload, Path::new("/"))?;
         // Whatever follows the archive's trailer (padding) is part of it.
         io::copy(&mut payload, &mut io::sink()).map_err(control)?;
-        entries
+        paths
     };
-    step(&format!("the run unpacked: {entries} entries"));
-    kmod::load_dir(Path::new(MODULES_DIR))?;
+    step(&format!("the run unpacked: {} entries", paths.len()));
+    // The run's modules (-addModule), when it brought any.
+    let modules = Path::new(MODULES_DIR);
+    if paths.iter().any(|p| p.parent() == Some(modules)) {
+        kmod::load_dir(modules)?;
+    }
     Ok(())
 }
 

@@ -101,14 +101,21 @@ fn target(root: &Path, name: &[u8]) -> io::Result<PathBuf> {
 
 /// Unpacks the archive read from `from` under `root` (file contents are
 /// written from its buffer, [`crate::disk::ChunkReader`]); returns the
-/// number of entries. Existing directories are kept, existing files replaced.
-pub fn unpack(from: impl BufRead, root: &Path) -> Result<usize> {
+/// paths of its entries. Existing directories are kept, existing files
+/// replaced.
+///
+/// A restored guest's kernel translates every path it takes anew in each
+/// run: a file is created without first trying to remove it, and its mode
+/// is set again only when the umask took something away.
+pub fn unpack(from: impl BufRead, root: &Path) -> Result<Vec<PathBuf>> {
     let mut r = Counted {
         inner: from,
         offset: 0,
     };
-    let mut entries = 0;
+    let umask = current_umask();
+    let mut paths = Vec::new();
     loop {
+        let entries = paths.len();
         let what = || format!("unpack the run (entry {entries})");
         let mut raw = [0u8; HEADER_LEN];
         r.exact(&mut raw).context(what)?;
@@ -118,7 +125,7 @@ pub fn unpack(from: impl BufRead, root: &Path) -> Result<usize> {
         r.align().context(what)?;
         let name = name.strip_suffix(&[0]).unwrap_or(&name);
         if name == TRAILER {
-            return Ok(entries);
+            return Ok(paths);
         }
         let path = target(root, name).context(what)?;
         let what = || format!("unpack {}", path.display());
@@ -129,17 +136,27 @@ pub fn unpack(from: impl BufRead, root: &Path) -> Result<usize> {
                 other => other.context(what)?,
             },
             0o100000 => {
-                let _ = std::fs::remove_file(&path);
-                let mut file = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(perm)
-                    .open(&path)
-                    .context(what)?;
+                let create = || {
+                    OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(perm)
+                        .open(&path)
+                };
+                let mut file = match create() {
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        let _ = std::fs::remove_file(&path);
+                        create()
+                    }
+                    other => other,
+                }
+                .context(what)?;
                 r.copy(h.size, &mut file).context(what)?;
                 // The mode as packed, whatever the umask took away.
-                file.set_permissions(std::fs::Permissions::from_mode(perm))
-                    .context(what)?;
+                if perm & umask != 0 {
+                    file.set_permissions(std::fs::Permissions::from_mode(perm))
+                        .context(what)?;
+                }
             }
             0o120000 => {
                 let mut link = Vec::new();
@@ -158,6 +175,16 @@ pub fn unpack(from: impl BufRead, root: &Path) -> Result<usize> {
             _ => return Err(invalid("an entry of an unknown type")).context(what),
         }
         r.align().context(what)?;
-        entries += 1;
+        paths.push(path);
+    }
+}
+
+/// The process's umask, left as it was.
+fn current_umask() -> libc::mode_t {
+    // SAFETY: umask(2) only swaps the mask; it is put back at once.
+    unsafe {
+        let mask = libc::umask(0o022);
+        libc::umask(mask);
+        mask
     }
 }
