@@ -274,6 +274,8 @@ mod tests {
         w.file("data/big", 0o755, big.len() as u64, &mut &big[..])
             .unwrap();
         w.file("data/empty", 0o600, 0, &mut io::empty()).unwrap();
+        // Bits a usual umask (022) takes away at creation.
+        w.file("data/shared", 0o666, 1, &mut &b"s"[..]).unwrap();
         w.symlink("lib64", "/lib").unwrap();
         let archive = w.finish().unwrap();
         for piece in [1, 4096, 1 << 20] {
@@ -288,10 +290,15 @@ mod tests {
                     Ok(n)
                 }
             }
-            let source = Pieces(&archive, piece);
-            let reader = ChunkReader::new(source, archive.len() as u64, buffer());
-            let entries = virtrun_sysinit::cpio::unpack(reader, root.path()).unwrap();
-            assert_eq!(entries, 4);
+            // Twice: the second time every file exists already.
+            for _ in 0..2 {
+                let source = Pieces(&archive, piece);
+                let reader = ChunkReader::new(source, archive.len() as u64, buffer());
+                let paths = virtrun_sysinit::cpio::unpack(reader, root.path()).unwrap();
+                let want = ["data", "data/big", "data/empty", "data/shared", "lib64"]
+                    .map(|p| root.path().join(p));
+                assert_eq!(paths, want);
+            }
             let got = std::fs::read(root.path().join("data/big")).unwrap();
             assert!(got == big, "{piece}: data/big differs");
             let mode = |p: &str| {
@@ -300,6 +307,7 @@ mod tests {
             };
             assert_eq!(mode("data/big"), 0o755);
             assert_eq!(mode("data/empty"), 0o600);
+            assert_eq!(mode("data/shared"), 0o666);
             let link = std::fs::read_link(root.path().join("lib64")).unwrap();
             assert_eq!(link, Path::new("/lib"));
         }
