@@ -35,10 +35,6 @@ mod share;
 /// (its own output blocked) takes long.
 const DONE_WAIT: Duration = Duration::from_secs(60);
 
-/// How long a guest booted to be saved waits for its kernel's final
-/// clocksource ([`setup::await_final_clocksource`]).
-const CLOCKSOURCE_WAIT: Duration = Duration::from_secs(3);
-
 fn main() {
     if let Some(module) = modprobe::requested() {
         modprobe::helper(&module);
@@ -106,11 +102,6 @@ fn run(init: u64) -> virtrun_sysinit::Result<()> {
         .run_disk
         .then(|| disk::find(RUN_DISK_SERIAL, disk::DISK_WAIT).and_then(|d| disk::open_direct(&d)));
     let buffer = disk::buffer();
-    // A guest with the run's disk is booted to be saved: with the kernel's
-    // clock settled first, not in every restore.
-    if boot.run_disk {
-        setup::await_final_clocksource(CLOCKSOURCE_WAIT);
-    }
     let events = EventSender::new(clone(&channels.control)?);
     let mut frames = FrameReader::new(clone(&channels.control)?);
     let streams = streams(channels, &events)?;

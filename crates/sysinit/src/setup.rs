@@ -7,7 +7,6 @@ use crate::{Error, Result};
 use crate::{fs, kmod, log, net, stdio};
 use std::ffi::OsStr;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 use virtrun_protocol::{GUEST_HOSTNAME, MODULES_DIR};
 
 /// First step of every init: mounts the essential filesystems
@@ -168,28 +167,6 @@ where
     for (key, value) in vars {
         // SAFETY: the caller guarantees that this process is single-threaded.
         unsafe { std::env::set_var(key, value) };
-    }
-}
-
-/// Where the current clocksource is named.
-const CURRENT_CLOCKSOURCE: &str =
-    "/sys/devices/system/clocksource/clocksource0/current_clocksource";
-
-/// Waits, for at most `limit`, until the kernel has moved to its final
-/// clocksource; for a guest about to be saved. On x86 the kernel starts on
-/// `tsc-early` and moves to `tsc` about a second after it booted, once it
-/// refined the TSC's frequency: a guest saved before that refines and
-/// switches (stopping the machine) again in every restore. Other kernels
-/// start on their final clocksource.
-pub fn await_final_clocksource(limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        match std::fs::read_to_string(CURRENT_CLOCKSOURCE) {
-            Ok(name) if name.trim_end() == "tsc-early" => {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            _ => return,
-        }
     }
 }
 
