@@ -92,7 +92,7 @@ pub fn spawn_session(
     env: &[Vec<u8>],
     stdio: [&dyn std::os::fd::AsRawFd; 3],
 ) -> io::Result<u32> {
-    spawn(path, argv, env, Stdio::Fds(stdio))
+    spawn(path, argv, env, Stdio::Fds(stdio.map(|fd| fd.as_raw_fd())))
 }
 
 /// As [`spawn_session`], with the terminal `tty` (a path such as
@@ -109,20 +109,15 @@ pub fn spawn_on_terminal(
     use std::os::unix::ffi::OsStrExt;
     let tty = std::ffi::CString::new(tty.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in the terminal's path"))?;
-    spawn(path, argv, env, Stdio::Terminal(&tty))
-}
-
-/// What a spawned binary gets as fds 0, 1 and 2.
-enum Stdio<'a> {
-    Fds([&'a dyn std::os::fd::AsRawFd; 3]),
-    Terminal(&'a std::ffi::CStr),
+    // `tty` outlives the spawn, which the pointer is used for.
+    spawn(path, argv, env, Stdio::Terminal(tty.as_ptr()))
 }
 
 fn spawn(
     path: &std::path::Path,
     argv: &[std::ffi::OsString],
     env: &[Vec<u8>],
-    stdio: Stdio<'_>,
+    stdio: Stdio,
 ) -> io::Result<u32> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
@@ -145,10 +140,6 @@ fn spawn(
             .collect()
     };
     let (argv_ptrs, envp_ptrs) = (ptrs(&argv), ptrs(&envp));
-    let stdio = match stdio {
-        Stdio::Fds(fds) => ChildStdio::Fds(fds.map(|fd| fd.as_raw_fd())),
-        Stdio::Terminal(tty) => ChildStdio::Terminal(tty.as_ptr()),
-    };
     let mut child = Child {
         path: path.as_ptr(),
         argv: argv_ptrs.as_ptr(),
@@ -217,12 +208,14 @@ struct Child {
     path: *const libc::c_char,
     argv: *const *mut libc::c_char,
     envp: *const *mut libc::c_char,
-    stdio: ChildStdio,
+    stdio: Stdio,
     /// Set by the child to errno when it could not exec.
     error: libc::c_int,
 }
 
-enum ChildStdio {
+/// What a spawned binary gets as fds 0, 1 and 2: these fds, or the
+/// terminal at this path (NUL-terminated), opened by the child.
+enum Stdio {
     Fds([libc::c_int; 3]),
     Terminal(*const libc::c_char),
 }
@@ -254,7 +247,7 @@ extern "C" fn run_child(arg: *mut libc::c_void) -> libc::c_int {
             fail(child);
         }
         match child.stdio {
-            ChildStdio::Fds(fds) => {
+            Stdio::Fds(fds) => {
                 for (target, fd) in fds.into_iter().enumerate() {
                     let target = target as libc::c_int;
                     // dup2 onto itself would keep close-on-exec.
@@ -270,7 +263,7 @@ extern "C" fn run_child(arg: *mut libc::c_void) -> libc::c_int {
             }
             // Opened after setsid and without O_NOCTTY: the session's
             // controlling terminal.
-            ChildStdio::Terminal(tty) => {
+            Stdio::Terminal(tty) => {
                 libc::close(0);
                 if libc::open(tty, libc::O_RDWR) != 0
                     || libc::dup2(0, 1) < 0
