@@ -12,7 +12,7 @@ use std::io::{Seek, Write};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
-use virtrun::target::elf::inspect;
+use virtrun::inspect::elf::inspect;
 
 struct Scratch {
     file: File,

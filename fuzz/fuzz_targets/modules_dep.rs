@@ -12,7 +12,7 @@ use libfuzzer_sys::fuzz_target;
 use std::collections::{HashMap, HashSet};
 use std::path::{Component, Path, PathBuf};
 use std::sync::OnceLock;
-use virtrun::target::kernel::ModuleTree;
+use virtrun::inspect::kernel::ModuleTree;
 
 /// Most files created per input, so that one input cannot fill the disk.
 const MAX_FILES: usize = 64;

@@ -12,9 +12,9 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use virtrun::config::{ConfigError, ModuleRef, Parsed, Sources, parse};
+use virtrun::inspect::elf::inspect;
+use virtrun::inspect::kernel::{KernelError, ModuleTree};
 use virtrun::pack::cpio::{ReadEntry, Writer, mode, read_archive};
-use virtrun::target::elf::inspect;
-use virtrun::target::kernel::{KernelError, ModuleTree};
 use virtrun::vm::port::Untty;
 use virtrun_protocol::RAW_PORT_PREAMBLE;
 

@@ -79,7 +79,7 @@ impl Transport {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// Kernel image: absolute, an existing regular file; `None` = found by
-    /// the binary's architecture ([`crate::target::discover`]).
+    /// the binary's architecture ([`crate::inspect::discover`]).
     pub kernel: Option<PathBuf>,
     /// QEMU binary; `None` = default by arch. A value containing `/` is absolute
     /// and an existing regular file; otherwise a bare command name to look up in

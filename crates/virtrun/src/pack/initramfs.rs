@@ -9,8 +9,9 @@
 //! and `/etc/group` with root and nobody, `/etc/hostname`, `/var/tmp`, and
 //! `/tmp` and `/var/tmp` writable by anyone.
 
+use crate::inspect::kernel::{Compression, Kernel};
+use crate::inspect::libs::Resolved;
 use crate::pack::cpio;
-use crate::target::libs::Resolved;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Write};
@@ -30,8 +31,8 @@ pub enum Content {
     /// none of.
     Packed(&'static [u8]),
     /// A compressed host file (a kernel module the guest kernel cannot
-    /// decompress), unpacked when the archive is written.
-    Unpacked(PathBuf),
+    /// decompress), decompressed when the archive is written.
+    Compressed(PathBuf),
 }
 
 /// One node of the guest's root filesystem.
@@ -92,6 +93,32 @@ pub struct Module {
 }
 
 impl Module {
+    /// A module as the guest gets it from `kernel`: as it is when the
+    /// kernel can load it like that, decompressed when the archive is
+    /// written when the kernel cannot decompress it itself (or its config
+    /// is unknown).
+    pub fn for_kernel(kernel: &Kernel, path: &Path) -> Self {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match Compression::of(path) {
+            Some(c) if !kernel.config.as_ref().is_some_and(|k| k.can_decompress(c)) => {
+                let plain = name
+                    .rsplit_once('.')
+                    .map_or(name.as_str(), |(stem, _)| stem);
+                Module {
+                    name: plain.to_string(),
+                    content: Content::Compressed(path.to_path_buf()),
+                }
+            }
+            _ => Module {
+                name,
+                content: Content::Host(path.to_path_buf()),
+            },
+        }
+    }
+
     /// A module file packed as it is.
     pub fn file(path: &Path) -> Result<Self, PlanError> {
         Ok(Module {
@@ -383,12 +410,12 @@ impl Plan {
                             continue;
                         }
                         Content::Owned(bytes) => bytes.into(),
-                        Content::Packed(packed) => crate::target::unpack::decompress(packed)
+                        Content::Packed(packed) => crate::inspect::decompress::decompress(packed)
                             .map_err(|e| {
                                 WriteError::Write(io::Error::other(format!("{path}: {e}")))
                             })?
                             .into(),
-                        Content::Unpacked(src) => crate::target::kernel::read_module(src)
+                        Content::Compressed(src) => crate::inspect::kernel::read_module(src)
                             .map_err(|e| {
                                 WriteError::Read(src.clone(), io::Error::other(e.to_string()))
                             })?
@@ -424,7 +451,8 @@ fn host_file(path: &Path, perm: Option<u32>) -> Node {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::target::libs::Lib;
+    use crate::inspect::kernel::KernelConfig;
+    use crate::inspect::libs::Lib;
 
     fn resolved() -> Resolved {
         Resolved {
@@ -626,5 +654,37 @@ mod tests {
         assert_eq!(find("init").data, b"INIT");
         assert_eq!(find("init").mode, cpio::mode::FILE | 0o755);
         assert!(String::from_utf8_lossy(&find("etc/hosts").data).contains("127.0.0.1\tlocalhost"));
+    }
+
+    #[test]
+    fn compressed_modules_are_unpacked_unless_the_kernel_can() {
+        let dir = std::env::temp_dir().join(format!("virtrun-module-xz-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("m.ko.xz");
+        let mut xz = Vec::new();
+        lzma_rs::xz_compress(&mut &b"\x7fELF module"[..], &mut xz).unwrap();
+        std::fs::write(&path, &xz).unwrap();
+        let mut kernel = Kernel {
+            image: PathBuf::from("/nowhere/vmlinuz"),
+            arch: None,
+            release: None,
+            config: Some(KernelConfig::parse("CONFIG_MODULE_COMPRESS_XZ=y\n")),
+            modules: None,
+            looked: Vec::new(),
+        };
+        let unpacked = Module::for_kernel(&kernel, &path);
+        kernel.config = Some(KernelConfig::parse(
+            "CONFIG_MODULE_DECOMPRESS=y\nCONFIG_MODULE_COMPRESS_XZ=y\n",
+        ));
+        let kept = Module::for_kernel(&kernel, &path);
+        assert_eq!(
+            crate::inspect::kernel::read_module(&path).unwrap(),
+            b"\x7fELF module"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(unpacked.name, "m.ko");
+        assert_eq!(unpacked.content, Content::Compressed(path.clone()));
+        assert_eq!(kept.name, "m.ko.xz");
+        assert_eq!(kept.content, Content::Host(path));
     }
 }

@@ -5,4 +5,5 @@
 pub mod cpio;
 pub mod gotest;
 pub mod initramfs;
+pub mod modules_image;
 pub mod share;

@@ -2,7 +2,7 @@
 //! kernel command line and the argv, built from plain values (no I/O).
 
 use crate::config::{Config, Transport};
-use crate::target::elf::Arch;
+use crate::inspect::elf::Arch;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;

@@ -3,10 +3,9 @@
 //! the PVH `vmlinux` inside an x86 bzImage), with the decompressors they
 //! need.
 
+pub mod decompress;
 pub mod discover;
 pub mod elf;
 pub mod kernel;
 pub mod libs;
-pub mod modindex;
-pub mod unpack;
 pub mod vmlinux;

@@ -7,8 +7,7 @@
 //! `modules.dep` is absent.
 
 use crate::config::Transport;
-use crate::pack::initramfs::{Content, Module};
-use crate::target::elf::Arch;
+use crate::inspect::elf::Arch;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read};
@@ -466,7 +465,7 @@ pub fn read_module(path: &Path) -> Result<Vec<u8>, KernelError> {
     if compression.is_none() {
         return Ok(raw);
     }
-    crate::target::unpack::decompress(&raw)
+    crate::inspect::decompress::decompress(&raw)
         .map_err(|e| KernelError::BadModule(path.to_path_buf(), format!("decompressing: {e}")))
 }
 
@@ -712,31 +711,6 @@ impl Kernel {
             modules,
             looked,
         })
-    }
-
-    /// A module as the guest gets it: as it is when the kernel can load it
-    /// like that, decompressed here when the kernel cannot decompress it
-    /// itself (or its config is unknown).
-    pub fn guest_module(&self, path: &Path) -> Result<Module, KernelError> {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        match Compression::of(path) {
-            Some(c) if !self.config.as_ref().is_some_and(|k| k.can_decompress(c)) => {
-                let plain = name
-                    .rsplit_once('.')
-                    .map_or(name.as_str(), |(stem, _)| stem);
-                Ok(Module {
-                    name: plain.to_string(),
-                    content: Content::Unpacked(path.to_path_buf()),
-                })
-            }
-            _ => Ok(Module {
-                name,
-                content: Content::Host(path.to_path_buf()),
-            }),
-        }
     }
 
     /// The error for a driver the kernel's configuration does not have.
@@ -1045,35 +1019,6 @@ pub(crate) mod tests {
             matches!(missing, Err(KernelError::UnknownModule { .. })),
             "{missing:?}"
         );
-    }
-
-    #[test]
-    fn compressed_modules_are_unpacked_unless_the_kernel_can() {
-        let dir = std::env::temp_dir().join(format!("virtrun-kernel-xz-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("m.ko.xz");
-        let mut xz = Vec::new();
-        lzma_rs::xz_compress(&mut &b"\x7fELF module"[..], &mut xz).unwrap();
-        std::fs::write(&path, &xz).unwrap();
-        let mut kernel = Kernel {
-            image: PathBuf::from("/nowhere/vmlinuz"),
-            arch: None,
-            release: None,
-            config: Some(KernelConfig::parse("CONFIG_MODULE_COMPRESS_XZ=y\n")),
-            modules: None,
-            looked: Vec::new(),
-        };
-        let unpacked = kernel.guest_module(&path).unwrap();
-        kernel.config = Some(KernelConfig::parse(
-            "CONFIG_MODULE_DECOMPRESS=y\nCONFIG_MODULE_COMPRESS_XZ=y\n",
-        ));
-        let kept = kernel.guest_module(&path).unwrap();
-        assert_eq!(read_module(&path).unwrap(), b"\x7fELF module");
-        std::fs::remove_dir_all(&dir).unwrap();
-        assert_eq!(unpacked.name, "m.ko");
-        assert_eq!(unpacked.content, Content::Unpacked(path.clone()));
-        assert_eq!(kept.name, "m.ko.xz");
-        assert_eq!(kept.content, Content::Host(path));
     }
 
     #[test]

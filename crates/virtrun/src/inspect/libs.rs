@@ -15,7 +15,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::rc::Rc;
 
-use crate::target::elf::{self, Arch, ElfError, ElfInfo};
+use crate::inspect::elf::{self, Arch, ElfError, ElfInfo};
 
 /// One shared library to put into the guest's `/lib`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -74,7 +74,7 @@ pub fn extract(image: &[u8]) -> Option<Vec<u8>> {
     };
     let offset = (setup_sects + 1) * 512 + u32_at(0x248)? as usize;
     let payload = image.get(offset..offset + u32_at(0x24c)? as usize)?;
-    let elf = crate::target::unpack::decompress(payload).ok()?;
+    let elf = crate::inspect::decompress::decompress(payload).ok()?;
     has_pvh_note(&elf).then_some(elf)
 }
 
@@ -103,7 +103,7 @@ mod tests {
 
     #[test]
     fn debian_bzimage_has_a_pvh_vmlinux() {
-        let image = std::fs::read(crate::target::kernel::tests::debian_kernel("amd64")).unwrap();
+        let image = std::fs::read(crate::inspect::kernel::tests::debian_kernel("amd64")).unwrap();
         let elf = extract(&image).expect("a PVH vmlinux inside the Debian bzImage");
         assert!(elf.starts_with(b"\x7fELF"));
         assert!(elf.len() > image.len());

@@ -15,7 +15,7 @@
 //! it); the image is written without a name and linked when complete, so a
 //! run killed meanwhile leaves nothing.
 
-use crate::target::kernel::{KernelError, ModuleTree, modinfo_of, read_module};
+use crate::inspect::kernel::{KernelError, ModuleTree, modinfo_of, read_module};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io;
@@ -304,8 +304,8 @@ mod tests {
 
     #[test]
     fn index_of_the_debian_cloud_tree() {
-        let image = crate::target::kernel::tests::debian_kernel("amd64");
-        let kernel = crate::target::kernel::Kernel::inspect(&image, None).unwrap();
+        let image = crate::inspect::kernel::tests::debian_kernel("amd64");
+        let kernel = crate::inspect::kernel::Kernel::inspect(&image, None).unwrap();
         let tree = kernel.modules.expect("the module tree beside the kernel");
         let index = build_index(&tree).unwrap();
         // veth has no dependencies; ext4-like modules list theirs, last
