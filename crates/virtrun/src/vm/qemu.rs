@@ -507,6 +507,32 @@ pub enum Channel {
     VirtioConsole0,
 }
 
+/// QMP on the socket QEMU has as `fd`.
+pub fn qmp_args(fd: i32) -> Vec<OsString> {
+    [
+        "-chardev".to_string(),
+        format!("socket,id=vrqmp,fd={fd}"),
+        "-mon".into(),
+        "chardev=vrqmp,mode=control".into(),
+    ]
+    .map(OsString::from)
+    .to_vec()
+}
+
+/// QEMU's gdb server on the listening socket QEMU has as `fd`, the guest
+/// held (`-S`) until gdb lets it run.
+pub fn gdb_args(fd: i32) -> Vec<OsString> {
+    [
+        "-chardev".to_string(),
+        format!("socket,id=vrgdb,fd={fd},server=on,wait=off"),
+        "-gdb".into(),
+        "chardev:vrgdb".into(),
+        "-S".into(),
+    ]
+    .map(OsString::from)
+    .to_vec()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
