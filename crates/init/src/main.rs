@@ -85,6 +85,7 @@ fn run(init: u64) -> virtrun_sysinit::Result<()> {
             log::info(what);
         }
     };
+    share::mark_guest(Path::new("/"));
     let channels = Channels::open(boot.layout, channel::PORT_WAIT)?;
     step("channels open");
     // The module tree belongs to the guest's identity: mounted before the
@@ -92,7 +93,10 @@ fn run(init: u64) -> virtrun_sysinit::Result<()> {
     // goes on as without modules on demand; the log tells why.
     if boot.modules_on_demand && setup.is_ok() {
         match modprobe::mount_tree() {
-            Ok(()) => step("module tree mounted"),
+            Ok(()) => {
+                let nodes = modprobe::static_nodes();
+                step(&format!("module tree mounted, {nodes} static device nodes"));
+            }
             Err(e) => log::error(&format!("no modules on demand: {e}")),
         }
     }
@@ -378,7 +382,8 @@ fn run_main(
     } else {
         Path::new(OsStr::from_bytes(&config.exec))
     };
-    // A session and process-group leader, as on any Linux system.
+    // A job of PID 1's session, as a test binary under a harness on a
+    // host; with -tty a session leader on its terminal, as a login shell.
     let (spawned, tty_pump) = match terminal {
         Some((master, path, to_master)) => {
             drop(to_master);
@@ -386,7 +391,7 @@ fn run_main(
             (spawned, Some(pump(master, clone(&out_port)?)))
         }
         None => (
-            process::spawn_session(exec, &argv, &binary_env(config), [&stdin_r, &out_w, &err_w]),
+            process::spawn_job(exec, &argv, &binary_env(config), [&stdin_r, &out_w, &err_w]),
             None,
         ),
     };
@@ -620,11 +625,12 @@ fn forward_frames(forward: Forward) {
                     log::error(&e.to_string());
                 }
             }
+            // To the binary's process group: it and what it spawned.
             Frame::Signal(sig) => match pid.load(Ordering::SeqCst) {
                 // Not started yet: nothing to deliver it to.
                 0 => {}
                 pid => {
-                    let _ = process::signal(pid, i32::from(sig));
+                    let _ = process::signal_group(pid, i32::from(sig));
                 }
             },
         }

@@ -38,6 +38,81 @@ pub fn tree() -> PathBuf {
     Path::new("/lib/modules").join(release())
 }
 
+/// Device nodes that anyone may open on a host (udev's rules for them).
+const OPEN_TO_ALL: [&str; 2] = ["fuse", "net/tun"];
+
+/// Creates the device nodes of the tree's `modules.devname` in `/dev`, as
+/// kmod's `static-nodes` does on a host: opening one loads its module.
+/// Returns how many were made; a node that cannot be made is skipped.
+pub fn static_nodes() -> usize {
+    let Ok(index) = std::fs::read_to_string(tree().join("modules.devname")) else {
+        return 0;
+    };
+    index
+        .lines()
+        .filter_map(parse_devname)
+        .filter(|node| make_node(node))
+        .count()
+}
+
+/// A node of `modules.devname`: `module NAME cMAJOR:MINOR` (or `b…`).
+#[derive(Debug, PartialEq, Eq)]
+struct Node<'a> {
+    name: &'a str,
+    block: bool,
+    major: u32,
+    minor: u32,
+}
+
+fn parse_devname(line: &str) -> Option<Node<'_>> {
+    let mut words = line.split_whitespace();
+    let (_module, name, number) = (words.next()?, words.next()?, words.next()?);
+    let block = match number.as_bytes().first()? {
+        b'c' => false,
+        b'b' => true,
+        _ => return None,
+    };
+    let (major, minor) = number[1..].split_once(':')?;
+    // A name that leaves /dev is not a device node of ours.
+    let plain = !name.starts_with('/') && !name.split('/').any(|c| c.is_empty() || c == "..");
+    plain.then_some(Node {
+        name,
+        block,
+        major: major.parse().ok()?,
+        minor: minor.parse().ok()?,
+    })
+}
+
+fn make_node(node: &Node<'_>) -> bool {
+    let path = Path::new("/dev").join(node.name);
+    if let Some(parent) = path.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    let mode = if OPEN_TO_ALL.contains(&node.name) {
+        0o666
+    } else {
+        0o600
+    };
+    let kind = if node.block {
+        libc::S_IFBLK
+    } else {
+        libc::S_IFCHR
+    };
+    let Ok(c_path) = CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: a valid NUL-terminated path; mknod(2) and chmod(2) touch no
+    // memory of ours. chmod: the umask may have taken bits of the mode.
+    unsafe {
+        libc::mknod(
+            c_path.as_ptr(),
+            kind | mode,
+            libc::makedev(node.major, node.minor),
+        ) == 0
+            && libc::chmod(c_path.as_ptr(), mode) == 0
+    }
+}
+
 /// Mounts the module tree and becomes the kernel's module helper.
 pub fn mount_tree() -> Result<()> {
     let disk = disk::find(MODULES_DISK_SERIAL, disk::DISK_WAIT)?;
@@ -172,4 +247,37 @@ fn builtin(dir: &Path, name: &str) -> bool {
         text.lines()
             .any(|l| module_name(l).as_deref() == Some(name))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devname_lines_become_nodes_inside_dev() {
+        assert_eq!(
+            parse_devname("tun net/tun c10:200"),
+            Some(Node {
+                name: "net/tun",
+                block: false,
+                major: 10,
+                minor: 200
+            })
+        );
+        assert_eq!(
+            parse_devname("dm_mod mapper/control b253:1").map(|n| (n.block, n.major)),
+            Some((true, 253))
+        );
+        for bad in [
+            "# Device nodes to trigger on-demand module loading.",
+            "x ../etc/passwd c1:1",
+            "x /etc/passwd c1:1",
+            "x a//b c1:1",
+            "x y d1:1",
+            "x y c1",
+            "x y",
+        ] {
+            assert_eq!(parse_devname(bad), None, "{bad}");
+        }
+    }
 }

@@ -14,7 +14,9 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use virtrun_protocol::{DATA_DIR, GUEST_OWN_DIRS, GuestConfig, HOST_SHARE_TAG, MAIN_PATH};
+use virtrun_protocol::{
+    DATA_DIR, GUEST_MARKER, GUEST_OWN_DIRS, GuestConfig, HOST_SHARE_TAG, MAIN_PATH,
+};
 use virtrun_sysinit::{Error, Result, fs};
 
 /// Where the export is mounted while the shares are bound.
@@ -73,6 +75,15 @@ pub fn mount(config: &GuestConfig) -> Result<()> {
     Ok(())
 }
 
+/// Makes [`GUEST_MARKER`] in the root at `root`: this is a guest of
+/// virtrun's. Only logged when it fails: it costs nested runs only.
+pub fn mark_guest(root: &Path) {
+    let marker = root.join(GUEST_MARKER.trim_start_matches('/'));
+    if let Err(e) = std::fs::write(&marker, b"") {
+        virtrun_sysinit::log::error(&format!("create {}: {e}", marker.display()));
+    }
+}
+
 /// `path` (absolute) below `root`.
 fn under(root: &str, path: &Path) -> PathBuf {
     let mut p = PathBuf::from(root);
@@ -121,7 +132,10 @@ fn overlay_root() -> Result<()> {
         let target = target.to_string_lossy();
         match dir {
             "/tmp" => fs::mount("tmpfs", &target, Some("tmpfs"), 0, Some("mode=1777"))?,
-            "/run" => fs::mount("tmpfs", &target, Some("tmpfs"), 0, Some("mode=0755"))?,
+            "/run" => {
+                fs::mount("tmpfs", &target, Some("tmpfs"), 0, Some("mode=0755"))?;
+                mark_guest(Path::new(ROOT));
+            }
             // Moved with everything mounted below them.
             _ => fs::mount(dir, &target, None, libc::MS_MOVE, None)?,
         }

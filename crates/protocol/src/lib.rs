@@ -334,6 +334,15 @@ pub const HOST_SHARE_TAG: &str = "virtrun";
 /// Directories a `-hostRoot` guest has of its own, not the host's.
 pub const GUEST_OWN_DIRS: [&str; 5] = ["/proc", "/sys", "/dev", "/tmp", "/run"];
 
+/// A file the default init makes in every guest (in its own `/run`, in
+/// both modes): virtrun run inside a guest finds it and runs the binary
+/// directly instead of booting a guest in the guest.
+pub const GUEST_MARKER: &str = "/run/virtrun-guest";
+
+/// The variable that makes virtrun inside a guest boot a nested guest
+/// after all (any non-empty value).
+pub const NESTED_ENV: &str = "VIRTRUN_NESTED";
+
 /// A configuration that could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError(pub String);

@@ -49,6 +49,23 @@ pub fn signal(pid: u32, sig: i32) -> io::Result<()> {
     crate::sys::check(unsafe { libc::kill(pid as libc::pid_t, sig) }).map(drop)
 }
 
+/// Sends `sig` to the process group `pgid`: a job and what it spawned, as
+/// a terminal's Ctrl-C reaches them.
+pub fn signal_group(pgid: u32, sig: i32) -> io::Result<()> {
+    // SAFETY: kill(2) touches no memory of ours.
+    crate::sys::check(unsafe { libc::kill(-(pgid as libc::pid_t), sig) }).map(drop)
+}
+
+/// Makes the caller (PID 1) the leader of a session of its own: the kernel
+/// starts init in session 0, and a binary spawned by [`spawn_job`] is to
+/// be in a session led by someone else, as under a shell or a test
+/// harness on a host. Already a session leader (an init exec'd by the
+/// loader, which did this) is fine.
+pub fn lead_session() {
+    // SAFETY: setsid(2) touches no memory of ours.
+    unsafe { libc::setsid() };
+}
+
 /// Kills every process but PID 1, so that nothing left behind keeps the
 /// binary's pipes open while the guest ends.
 pub fn kill_all() {
@@ -76,17 +93,20 @@ pub fn monotonic_us() -> u64 {
     ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
 }
 
-/// Starts `path` as a session and process-group leader (as a login shell
-/// or a service manager starts a program: `getsid` and `getpgrp` are its
-/// own pid), with `argv` (`argv[0]` included), the environment `env`
-/// (`KEY=VALUE` entries), and
-/// `stdio` as its fds 0, 1 and 2; every other fd of ours is close-on-exec.
+/// Starts `path` as a job: in a process group of its own within the
+/// caller's session, without a controlling terminal (as a shell starts a
+/// job, or `cargo test` and `go test` a test binary: `getpgrp` is its own
+/// pid, `getsid` the caller's), with `argv` (`argv[0]` included), the
+/// environment `env` (`KEY=VALUE` entries), and `stdio` as its fds 0, 1
+/// and 2; every other fd of ours is close-on-exec. Not a session leader:
+/// one that opens a pseudo-terminal's slave would get it as its
+/// controlling terminal, and die of SIGHUP when the master closes.
 /// Signal handling starts from the defaults and an empty mask, whatever the
 /// init changed. Returns the pid.
 ///
 /// `vfork` semantics (as `posix_spawn` has) rather than `fork`: under
 /// emulation, forking the multi-threaded init costs ~20 ms per run.
-pub fn spawn_session(
+pub fn spawn_job(
     path: &std::path::Path,
     argv: &[std::ffi::OsString],
     env: &[Vec<u8>],
@@ -95,7 +115,8 @@ pub fn spawn_session(
     spawn(path, argv, env, Stdio::Fds(stdio.map(|fd| fd.as_raw_fd())))
 }
 
-/// As [`spawn_session`], with the terminal `tty` (a path such as
+/// As [`spawn_job`], but as a session leader (as a login shell), with the
+/// terminal `tty` (a path such as
 /// `/dev/pts/0`, see [`crate::pty`]) as fds 0, 1 and 2 and as the
 /// controlling terminal of the new session: the session leader opens it
 /// (without `O_NOCTTY`), so its process group is the terminal's foreground
@@ -221,8 +242,8 @@ enum Stdio {
 }
 
 /// The child's side of [`spawn`]: async-signal-safe calls only, as after
-/// `vfork`. Every signal to its default and an empty mask, a session of
-/// its own, fds 0-2, then exec.
+/// `vfork`. Every signal to its default and an empty mask, a process group
+/// (or with a terminal a session) of its own, fds 0-2, then exec.
 extern "C" fn run_child(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `arg` is the parent's `Child`, alive while the parent is
     // suspended (CLONE_VFORK); the calls are plain syscalls on valid
@@ -243,7 +264,13 @@ extern "C" fn run_child(arg: *mut libc::c_void) -> libc::c_int {
         let mut none: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut none);
         libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
-        if libc::setsid() < 0 {
+        // A job in a group of its own, or on a terminal the leader of a
+        // session of its own.
+        let detached = match child.stdio {
+            Stdio::Fds(_) => libc::setpgid(0, 0),
+            Stdio::Terminal(_) => libc::setsid(),
+        };
+        if detached < 0 {
             fail(child);
         }
         match child.stdio {

@@ -9,10 +9,12 @@ use std::ffi::OsStr;
 use std::path::PathBuf;
 use virtrun_protocol::{GUEST_HOSTNAME, MODULES_DIR};
 
-/// First step of every init: mounts the essential filesystems
+/// First step of every init: leads a session of its own (see
+/// [`crate::process::lead_session`]), mounts the essential filesystems
 /// ([`fs::ESSENTIAL`]) and fills closed standard fds with `/dev/null`.
 /// A failure here leaves the init without `/dev`, so without any channel.
 pub fn start() -> Result<()> {
+    crate::process::lead_session();
     fs::mount_essential()?;
     stdio::fill_closed();
     Ok(())

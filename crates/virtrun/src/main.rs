@@ -14,6 +14,20 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(&format!("reading arguments: {e}")),
     };
+    if virtrun::run::nested::runs_directly() {
+        match config::parse_direct(&sources) {
+            Ok(Some(direct)) => {
+                let e = virtrun::run::nested::exec(&direct);
+                return fail(&format!("{}: {e}", direct.binary.display()));
+            }
+            // -h, -version: answered as ever.
+            Ok(None) => {}
+            Err(e) => {
+                say(&format!("virtrun: error: {e}\n"));
+                return ExitCode::from(FAILURE);
+            }
+        }
+    }
     let config = match config::parse(&sources) {
         Ok(Parsed::Run(config)) => config,
         Ok(Parsed::Help) => {

@@ -7,8 +7,8 @@
 mod common;
 
 use common::{
-    LINUX_SYSTEM, MODULES_ON_DEMAND, assert_empty_dir, contains, empty_tmpdir, kernel, payload,
-    virtrun, virtrun_bare,
+    DEVICE_NODES, LINUX_SYSTEM, MODULES_ON_DEMAND, assert_empty_dir, contains, empty_tmpdir,
+    job_output, kernel, payload, virtrun, virtrun_bare,
 };
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read};
@@ -49,8 +49,8 @@ fn env_over_isa_uarts() {
         .assert_stdout(ENV_OUTPUT);
 }
 
-/// The hermetic guest is the minimal Linux system programs assume (SPEC
-/// §2b): the binary leads its session and process group, root and nobody
+/// The hermetic guest is the minimal Linux system programs assume: the
+/// binary is a job in a session it does not lead, root and nobody
 /// have names, the host has one, POSIX shared memory and pseudo-terminals
 /// work, and `/tmp` and `/var/tmp` are writable by anyone.
 #[test]
@@ -59,6 +59,27 @@ fn hermetic_guest_is_a_minimal_linux_system() {
         .run()
         .assert_code(0)
         .assert_stdout(LINUX_SYSTEM.as_bytes());
+}
+
+/// A test binary is a job, as under a harness on a host: a pseudo-terminal
+/// it opens and closes does not hang it up, and it runs itself again
+/// through `argv[0]`, which is `/main`, as in the original.
+#[test]
+fn the_binary_is_a_job_that_can_run_itself_again() {
+    virtrun([payload("job")])
+        .run()
+        .assert_code(0)
+        .assert_stdout(job_output("/main").as_bytes());
+}
+
+/// The device nodes of modular drivers exist from boot, as on a host, and
+/// opening one loads its module: a TUN device with no `-addModule`.
+#[test]
+fn device_nodes_of_modules_exist_from_boot() {
+    virtrun([payload("devnodes")])
+        .run()
+        .assert_code(0)
+        .assert_stdout(DEVICE_NODES.as_bytes());
 }
 
 /// What the kernel asks for is loaded from its module tree, no

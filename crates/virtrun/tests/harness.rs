@@ -863,3 +863,55 @@ fn nextest_partitions_run_every_test_once() {
         "partitions {parts:?}"
     );
 }
+
+/// Standalone inits built with the original's releases, one per way its
+/// `sysinit` wrote to ports 1 and up (`tests/data/goinit/ports`, its
+/// `sysinit` a stand-in required at the release's version through a local
+/// `replace`, so that the build information names it): the tty's default
+/// mode up to v0.14, a base64 stream in v0.15.0–v0.15.3, raw ports from
+/// v0.15.4. virtrun reads the version from the init's build information;
+/// data with `\r\n`, `\r\r\n`, NUL and every byte value arrives exactly on
+/// stdout and in the file of a go test flag, in all three.
+#[test]
+fn standalone_inits_of_every_original_release_keep_their_bytes() {
+    let m = GoModule::of("goinit");
+    let mut want = b"line\r\ncr cr lf\r\r\nlf\nnul\0\n".to_vec();
+    want.extend((0..3 * 256).map(|i| i as u8));
+    for (version, style, chosen) in [
+        ("v0.14.0", "tty", "Tty"),
+        ("v0.15.2", "base64", "Base64"),
+        ("v0.15.4", "raw", "Raw"),
+    ] {
+        let modfile = format!("go.{version}.mod");
+        std::fs::write(
+            m.root.join(&modfile),
+            format!(
+                "module example.com/goinit\n\ngo 1.21\n\n\
+                 require github.com/aibor/virtrun {version}\n\n\
+                 replace github.com/aibor/virtrun => ./fakevirtrun\n"
+            ),
+        )
+        .unwrap();
+        let init = m.out(&format!("init-{version}"));
+        run(m
+            .go(["build", &format!("-modfile={modfile}")])
+            .args(["-ldflags", &format!("-X main.style={style}"), "-o"])
+            .arg(&init)
+            .arg("./ports"))
+        .assert_success();
+        let file = m.out(&format!("file-{version}"));
+        let mut args: Vec<std::ffi::OsString> = ["-standalone", "-debug"].map(Into::into).to_vec();
+        args.push(init.into());
+        args.push(format!("-test.coverprofile={}", file.display()).into());
+        let out = virtrun(args).run();
+        out.assert_code(0)
+            .assert_stderr_contains(&format!(
+                "standalone init's ports: {chosen} (github.com/aibor/virtrun {version})"
+            ))
+            .assert_stdout(&want);
+        assert!(
+            std::fs::read(&file).unwrap() == want,
+            "{version}: the file differs"
+        );
+    }
+}

@@ -6,7 +6,8 @@
 mod common;
 
 use common::{
-    LINUX_SYSTEM, MODULES_ON_DEMAND, Output, empty_tmpdir, kernel, kernel_of, payload, virtrun_bare,
+    DEVICE_NODES, LINUX_SYSTEM, MODULES_ON_DEMAND, Output, empty_tmpdir, job_output, kernel,
+    kernel_of, payload, virtrun_bare,
 };
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -69,6 +70,43 @@ fn host_root_guest_is_a_linux_system() {
     let s = Setting::new();
     let out = generic(&[&"-hostRoot", &payload("system")], &s.repo).run();
     stdout_is(&out, LINUX_SYSTEM);
+}
+
+/// Under `-hostRoot` the binary is a job too, and its `argv[0]` the path
+/// virtrun was given, made absolute, which it can run itself again
+/// through; the device nodes of modular drivers are there as well.
+#[test]
+fn host_root_binary_is_a_job_at_its_host_path() {
+    let s = Setting::new();
+    let job = payload("job");
+    let out = generic(&[&"-hostRoot", &job], &s.repo).run();
+    stdout_is(&out, &job_output(job.to_str().unwrap()));
+    let out = generic(&[&"-hostRoot", &payload("devnodes")], &s.repo).run();
+    stdout_is(&out, DEVICE_NODES);
+}
+
+/// virtrun inside a guest (a test that calls cargo, whose runner is
+/// virtrun) runs the binary directly, whatever its guest flags say; with
+/// `VIRTRUN_NESTED` set it would boot a guest, and fails here on the
+/// kernel it cannot find.
+#[test]
+fn virtrun_inside_a_guest_runs_the_binary_directly() {
+    let s = Setting::new();
+    let virtrun = env!("CARGO_BIN_EXE_virtrun");
+    let nested: [&dyn AsRef<std::ffi::OsStr>; 6] = [
+        &"-hostRoot",
+        &virtrun,
+        &"-kernel",
+        &"/no/such/kernel",
+        &"/bin/echo",
+        &"nested",
+    ];
+    stdout_is(&generic(&nested, &s.repo).run(), "nested\n");
+    let mut really: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"-env", &"VIRTRUN_NESTED=1"];
+    really.extend(nested);
+    let out = generic(&really, &s.repo).run();
+    out.assert_code(255)
+        .assert_stderr_contains("/no/such/kernel: no such file");
 }
 
 /// Modules on demand with the host's root too (Debian's generic kernel),

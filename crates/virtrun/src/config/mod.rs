@@ -261,6 +261,38 @@ pub fn parse(src: &Sources) -> Result<Parsed, ConfigError> {
     raw.finish(rest, &src.cwd).map(Parsed::Run)
 }
 
+/// What virtrun run inside a virtrun guest does: the binary, directly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Direct {
+    /// The binary: absolute, an existing regular file.
+    pub binary: PathBuf,
+    /// Everything after the binary, untouched.
+    pub args: Vec<OsString>,
+    /// `-debug`: say that the binary runs directly.
+    pub debug: bool,
+}
+
+/// As [`parse`], for a virtrun inside a virtrun guest: the flags are
+/// parsed as ever (an unknown one is still an error) but those that
+/// concern only a guest (kernel, QEMU, memory, files to add, …) are not
+/// checked, as they will not be used. `None` for `-h` and `-version`, which
+/// [`parse`] answers.
+pub fn parse_direct(src: &Sources) -> Result<Option<Direct>, ConfigError> {
+    let words = merged_words(src);
+    let Some((raw, rest)) = parse_flags(&words)? else {
+        return Ok(None);
+    };
+    if raw.version {
+        return Ok(None);
+    }
+    let (binary, args) = rest.split_first().ok_or(ConfigError::NoBinary)?;
+    Ok(Some(Direct {
+        binary: regular_file("binary", binary, &src.cwd)?,
+        args: args.to_vec(),
+        debug: raw.debug,
+    }))
+}
+
 /// Flag values as given, before the files are checked.
 struct Raw {
     kernel: Option<OsString>,
@@ -656,6 +688,30 @@ mod tests {
             Ok(Parsed::Run(config)) => config,
             other => panic!("expected a run, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn directly_the_guest_flags_go_unchecked() {
+        let direct = parse_direct(&src(&[
+            "-kernel",
+            "/no/such/kernel",
+            "-addFile=/no/such/file",
+            "-debug",
+            BINARY,
+            "-kernel",
+            "x",
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(direct.binary, PathBuf::from(BINARY));
+        assert_eq!(direct.args, os(&["-kernel", "x"]));
+        assert!(direct.debug);
+        assert!(parse_direct(&src(&["-version", BINARY])).unwrap().is_none());
+        assert!(parse_direct(&src(&["-h"])).unwrap().is_none());
+        let unknown = parse_direct(&src(&["-nosuchflag", BINARY])).unwrap_err();
+        assert!(unknown.to_string().contains("nosuchflag"), "{unknown}");
+        let missing = parse_direct(&src(&["/no/such/binary"])).unwrap_err();
+        assert_eq!(missing.to_string(), "binary: /no/such/binary: no such file");
     }
 
     fn err(s: &Sources) -> ConfigError {

@@ -6,6 +6,7 @@
 pub mod decompress;
 pub mod discover;
 pub mod elf;
+pub mod gobuild;
 pub mod kernel;
 pub mod libs;
 pub mod vmlinux;

@@ -28,7 +28,7 @@ use std::process::{Command, Stdio};
 /// used. Without a journal (it is read-only) and without metadata checksums,
 /// whose `crc32c` a kernel with modular crypto would have to load from the
 /// very tree it is mounting.
-const IMAGE_FORMAT: &str = "v1";
+const IMAGE_FORMAT: &str = "v2";
 
 /// Why the image could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +52,10 @@ pub struct Index {
     pub dep: String,
     /// `modules.alias`: `alias PATTERN module`.
     pub alias: String,
+    /// `modules.devname`: `module NAME cMAJOR:MINOR` (or `b…`), the device
+    /// nodes that load a module when opened, which the guest creates at
+    /// boot (as kmod's `static-nodes` does on a host).
+    pub devname: String,
 }
 
 /// Builds the index of `tree` from its modules' `.modinfo`.
@@ -62,7 +66,9 @@ pub fn build_index(tree: &ModuleTree) -> Result<Index, KernelError> {
     let infos = read_modinfos(&files)?;
     let mut depends: HashMap<String, Vec<String>> = HashMap::new();
     let mut alias = String::new();
+    let mut devname = String::new();
     for ((name, _), info) in files.iter().zip(infos) {
+        devname.push_str(&devname_line(name, &info));
         let mut deps = Vec::new();
         for (key, value) in info {
             match key.as_str() {
@@ -101,7 +107,40 @@ pub fn build_index(tree: &ModuleTree) -> Result<Index, KernelError> {
             listed.join(" ")
         ));
     }
-    Ok(Index { dep, alias })
+    Ok(Index {
+        dep,
+        alias,
+        devname,
+    })
+}
+
+/// The `modules.devname` line of module `name` (as depmod writes it): its
+/// `devname:NAME` alias with its `char-major-M-m` or `block-major-M-m`
+/// alias; none for a module without both, or whose minor is a wildcard.
+fn devname_line(name: &str, info: &[(String, String)]) -> String {
+    let aliases = || {
+        info.iter()
+            .filter(|(k, _)| k == "alias")
+            .map(|(_, v)| v.as_str())
+    };
+    let Some(node) = aliases().find_map(|a| a.strip_prefix("devname:")) else {
+        return String::new();
+    };
+    let number = aliases().find_map(|a| {
+        let (kind, rest) = if let Some(rest) = a.strip_prefix("char-major-") {
+            ('c', rest)
+        } else {
+            ('b', a.strip_prefix("block-major-")?)
+        };
+        let (major, minor) = rest.split_once('-')?;
+        let major: u32 = major.parse().ok()?;
+        let minor: u32 = minor.parse().ok()?;
+        Some(format!("{kind}{major}:{minor}"))
+    });
+    match number {
+        Some(number) => format!("{name} {node} {number}\n"),
+        None => String::new(),
+    }
 }
 
 /// The `.modinfo` of each file, read on every core: a tree has thousands
@@ -192,6 +231,7 @@ fn build_image(tree: &ModuleTree, cache: &Path, path: &Path) -> Result<(), Image
         let index = build_index(tree)?;
         extra.push(("modules.dep", index.dep));
         extra.push(("modules.alias", index.alias));
+        extra.push(("modules.devname", index.devname));
     }
     let staging = tempfile::tempdir().map_err(io(Path::new("temporary directory")))?;
     let mut commands = String::new();
@@ -303,6 +343,34 @@ mod tests {
     }
 
     #[test]
+    fn devname_needs_a_node_name_and_a_fixed_number() {
+        let info = |aliases: &[&str]| -> Vec<(String, String)> {
+            aliases
+                .iter()
+                .map(|a| ("alias".to_string(), a.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            devname_line("tun", &info(&["devname:net/tun", "char-major-10-200"])),
+            "tun net/tun c10:200\n"
+        );
+        assert_eq!(
+            devname_line(
+                "dm_mod",
+                &info(&["block-major-253-1", "devname:mapper/control"])
+            ),
+            "dm_mod mapper/control b253:1\n"
+        );
+        // A wildcard minor, no number, no name: nothing.
+        assert_eq!(
+            devname_line("loop", &info(&["devname:loop", "block-major-7-*"])),
+            ""
+        );
+        assert_eq!(devname_line("x", &info(&["devname:x"])), "");
+        assert_eq!(devname_line("y", &info(&["char-major-1-2"])), "");
+    }
+
+    #[test]
     fn index_of_the_debian_cloud_tree() {
         let image = crate::inspect::kernel::tests::debian_kernel("amd64");
         let kernel = crate::inspect::kernel::Kernel::inspect(&image, None).unwrap();
@@ -320,6 +388,14 @@ mod tests {
         );
         assert!(index.alias.contains("alias rtnl-link-veth veth\n"));
         assert!(index.alias.contains("alias net-pf-38 af_alg\n"));
+        // What depmod writes to modules.devname for the cloud tree.
+        for line in [
+            "tun net/tun c10:200\n",
+            "fuse fuse c10:229\n",
+            "loop loop-control c10:237\n",
+        ] {
+            assert!(index.devname.contains(line), "{line}: {}", index.devname);
+        }
         let line = index
             .dep
             .lines()

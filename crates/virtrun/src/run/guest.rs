@@ -76,6 +76,19 @@ pub(super) fn guest_env(
         .collect()
 }
 
+/// The binary's `argv[0]`: a path the guest can execute, so that a binary
+/// can run itself again through it (as Go's tests do with `os.Args[0]`):
+/// `/main` in the hermetic guest, as the original; under `-hostRoot` the
+/// path virtrun was given, made absolute, as a host would run it, unless
+/// that path is not the one the guest has it at.
+fn argv0<'a>(config: &'a Config, shares: &'a share::Plan) -> &'a Path {
+    match &shares.exec {
+        Some(exec) if shares.bind_main && *exec != config.binary => exec,
+        Some(_) => &config.binary,
+        None => Path::new(virtrun_protocol::MAIN_PATH),
+    }
+}
+
 /// What the default init is told; adds the environment's output files
 /// (`LLVM_PROFILE_FILE`) to `outputs`.
 pub(super) fn guest_config(
@@ -111,10 +124,7 @@ pub(super) fn guest_config(
         format!("guest environment {env:?}, files to bring back {outputs:?}")
     });
     GuestConfig {
-        argv0: config
-            .binary
-            .file_name()
-            .map_or_else(Vec::new, |n| n.as_bytes().to_vec()),
+        argv0: argv0(config, shares).as_os_str().as_bytes().to_vec(),
         args: args.iter().map(|a| a.as_bytes().to_vec()).collect(),
         env,
         outputs: outputs

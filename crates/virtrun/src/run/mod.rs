@@ -5,6 +5,7 @@ mod boot;
 mod gdb;
 mod guest;
 mod kvm;
+pub mod nested;
 
 use archive::plan_archive;
 use boot::{Boot, warm_start};
@@ -228,6 +229,11 @@ fn invocation(
             Ok(None) => trace.log(|| "kernel has no PVH entry: booting it as it is".into()),
             Err(e) => trace.log(|| format!("no PVH vmlinux ({e}): booting the kernel as it is")),
         }
+    }
+    if config.standalone {
+        let (encoding, why) = crate::inspect::gobuild::port_encoding(&config.binary);
+        trace.log(|| format!("standalone init's ports: {encoding:?} ({why})"));
+        inv.port_encoding = encoding;
     }
     Ok(inv)
 }

@@ -3,6 +3,7 @@
 
 use crate::config::{Config, Transport};
 use crate::inspect::elf::Arch;
+use crate::inspect::gobuild::PortEncoding;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -231,6 +232,8 @@ pub struct Invocation {
     pub modules_image: Option<PathBuf>,
     /// The file of the disk that carries a warm run's files.
     pub run_disk: Option<PathBuf>,
+    /// How a standalone init writes to its ports 1, 2, ….
+    pub port_encoding: PortEncoding,
 }
 
 impl Invocation {
@@ -280,6 +283,7 @@ impl Invocation {
             host_share: config.host_root || !config.shares.is_empty(),
             modules_image: None,
             run_disk: None,
+            port_encoding: PortEncoding::Tty,
         };
         let len = inv.kernel_cmdline().len();
         if len > d.cmdline_max {
@@ -559,6 +563,7 @@ mod tests {
             host_share: false,
             modules_image: None,
             run_disk: None,
+            port_encoding: PortEncoding::Tty,
         }
     }
 

@@ -14,8 +14,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 /// What `tests/payloads/system.c` prints in a guest that is the Linux
-/// system programs assume (SPEC §2b), in either mode.
-pub const LINUX_SYSTEM: &str = "session leader: 1\n\
+/// system programs assume, in either mode: the binary is a job (its own
+/// process group) in a session it does not lead.
+pub const LINUX_SYSTEM: &str = "session leader: 0\n\
     group leader: 1\n\
     uid 0: root\n\
     gid 0: root\n\
@@ -25,6 +26,28 @@ pub const LINUX_SYSTEM: &str = "session leader: 1\n\
     pty: 1\n\
     /tmp: 1777\n\
     /var/tmp: 1777\n";
+
+/// What `tests/payloads/job.c` prints, but for its `argv[0]` line: a job
+/// in PID 1's session, alive after a pseudo-terminal it opened closed, run
+/// again through its `argv[0]`.
+pub fn job_output(argv0: &str) -> String {
+    format!(
+        "session leader: 0\n\
+         group leader: 1\n\
+         in a session: 1\n\
+         controlling terminal: 0\n\
+         pty closed: alive\n\
+         argv[0]: {argv0}\n\
+         ran again\n"
+    )
+}
+
+/// What `tests/payloads/devnodes.c` prints: the static device nodes of
+/// modular drivers, and a TUN device made through one.
+pub const DEVICE_NODES: &str = "/dev/net/tun: c 10:200 666\n\
+    /dev/fuse: c 10:229 666\n\
+    /dev/loop-control: c 10:237 600\n\
+    tun: vrtun0\n";
 
 /// What `tests/payloads/kmods.c` prints when modules load on demand.
 pub const MODULES_ON_DEMAND: &str = "veth: ok\n\

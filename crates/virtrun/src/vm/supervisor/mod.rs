@@ -523,7 +523,7 @@ fn start_readers(
                 let to = output(io::stdout().as_fd());
                 let count = Arc::clone(&state.received);
                 let from: Box<dyn Read + Send> = match channel {
-                    Channel::Port(_) => Box::new(PortReader::new(stream)),
+                    Channel::Port(_) => Box::new(PortReader::new(stream, inv.port_encoding)),
                     _ => Box::new(stream),
                 };
                 thread::spawn(move || copy_out(from, to, &count[0]))
@@ -538,8 +538,11 @@ fn start_readers(
                     .checked_sub(FIRST_FILE_PORT)
                     .and_then(|i| outputs.get(i))
                     .map(|o| o.host.clone());
+                let encoding = inv.port_encoding;
                 thread::spawn(move || {
-                    if let Err(e) = copy_port_to_file(PortReader::new(stream), host.as_deref()) {
+                    if let Err(e) =
+                        copy_port_to_file(PortReader::new(stream, encoding), host.as_deref())
+                    {
                         keep_error(&mut lock(&report).host_errors, e);
                     }
                 })

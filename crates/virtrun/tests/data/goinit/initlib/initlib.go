@@ -38,6 +38,12 @@ var Ports = map[int]string{}
 // RunTests sets the system up, runs the tests, prints the exit marker on the
 // console and powers off. It never returns.
 func RunTests(m *testing.M) {
+	Run(m.Run)
+}
+
+// Run sets the system up, runs main, prints its exit code with the marker
+// on the console and powers off. It never returns.
+func Run(main func() int) {
 	if os.Getpid() != 1 {
 		fmt.Fprintln(os.Stderr, "initlib: not PID 1")
 		os.Exit(127)
@@ -46,7 +52,7 @@ func RunTests(m *testing.M) {
 	if err := setup(); err != nil {
 		fmt.Fprintln(os.Stderr, "initlib: ERROR", err)
 	} else {
-		code = m.Run()
+		code = main()
 	}
 	for _, dev := range Ports {
 		if f, err := os.OpenFile(dev, os.O_WRONLY|syscall.O_NOCTTY, 0); err == nil {

@@ -1,0 +1,3 @@
+module github.com/aibor/virtrun
+
+go 1.21
