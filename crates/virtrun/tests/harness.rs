@@ -556,14 +556,20 @@ fn go_test_exec_host_root_on_arm64() {
 }
 
 /// A Rust integration test that opens its package's `Cargo.toml` by
-/// relative path, with virtrun `-hostRoot` as cargo's runner.
+/// relative path, with virtrun `-hostRoot` as cargo's runner; another that
+/// runs an example through `cargo run`, whose runner, virtrun again in the
+/// guest, runs it directly (the target directory in the package, so that
+/// the guest sees what the host built).
 #[test]
 fn cargo_test_host_root() {
     let c = Crate::of("rusthost");
     let flags = format!(" {}", host_root_flags("amd64"));
-    run(&mut c.cargo_test(&flags, &[]))
-        .assert_success()
-        .assert_stdout_contains("test reads_its_manifest_by_relative_path ... ok");
+    run(c
+        .cargo_test(&flags, &[])
+        .env("CARGO_TARGET_DIR", c.root.join("target")))
+    .assert_success()
+    .assert_stdout_contains("test reads_its_manifest_by_relative_path ... ok")
+    .assert_stdout_contains("test runs_an_example_through_cargo ... ok");
 }
 
 // --- many output files ----------------------------------------------------------
