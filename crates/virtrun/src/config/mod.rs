@@ -21,17 +21,18 @@
 //! from the process comes in through [`Sources`].
 
 use std::ffi::OsString;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
+mod error;
 mod flags;
 mod goflag;
+mod raw;
 mod sources;
+mod validate;
 
+pub use error::ConfigError;
 pub use flags::usage;
-use flags::{FLAGS, Flag, FlagSpec};
-use goflag::*;
 pub use sources::Sources;
 use sources::*;
 
@@ -75,7 +76,9 @@ impl Transport {
     }
 }
 
-/// Validated configuration of one run.
+/// Validated configuration of one run: the one list of what a run can be
+/// asked for. Parsing fills it in ([`raw`]); validation checks and adds the
+/// paths ([`validate`]). Its default is what no flag changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// Kernel image: absolute, an existing regular file; `None` = found by
@@ -138,6 +141,39 @@ pub struct Config {
     pub args: Vec<OsString>,
 }
 
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            kernel: None,
+            qemu_bin: None,
+            machine: None,
+            cpu: None,
+            no_kvm: false,
+            no_snapshot: false,
+            gdb: None,
+            tty: false,
+            transport: None,
+            memory_mb: MEMORY_DEFAULT,
+            smp: SMP_DEFAULT,
+            standalone: false,
+            no_go_test_flag_rewrite: false,
+            keep_initramfs: false,
+            add_files: Vec::new(),
+            host_root: false,
+            shares: Vec::new(),
+            add_modules: Vec::new(),
+            modules_dir: None,
+            sysroot: None,
+            env: Vec::new(),
+            timeout: None,
+            verbose: false,
+            debug: false,
+            binary: PathBuf::new(),
+            args: Vec::new(),
+        }
+    }
+}
+
 /// A module given with `-addModule`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModuleRef {
@@ -163,102 +199,16 @@ pub enum Parsed {
     Version,
 }
 
-/// A command line error. Its `Display` is one line naming the flag and/or path.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// A flag that does not exist.
-    #[error("flag provided but not defined: -{0}")]
-    UnknownFlag(String),
-    /// A word like `---x` or `-=x`.
-    #[error("bad flag syntax: {0}")]
-    BadSyntax(String),
-    /// A value flag at the end of the arguments.
-    #[error("flag needs an argument: -{0}")]
-    MissingArgument(&'static str),
-    /// A boolean flag with a value that is not a Go boolean.
-    #[error("invalid boolean value {value:?} for -{flag}: parse error")]
-    InvalidBool {
-        /// Flag name, without dash.
-        flag: &'static str,
-        /// The value given.
-        value: String,
-    },
-    /// A value that does not parse.
-    #[error("invalid value {value:?} for flag -{flag}: {reason}")]
-    InvalidValue {
-        /// Flag name, without dash.
-        flag: &'static str,
-        /// The value given.
-        value: String,
-        /// Why it was rejected.
-        reason: String,
-    },
-    /// A number outside the flag's range.
-    #[error("-{flag} must be between {min} and {max}, got {got}")]
-    OutOfRange {
-        /// Flag name, without dash.
-        flag: &'static str,
-        /// Smallest allowed value.
-        min: u32,
-        /// Largest allowed value.
-        max: u32,
-        /// The value given.
-        got: i64,
-    },
-    /// Nothing after the flags.
-    #[error("no binary given")]
-    NoBinary,
-    /// A named file does not exist.
-    #[error("{what}: {}: no such file", path.display())]
-    Missing {
-        /// `-flag` or `binary`.
-        what: &'static str,
-        /// The absolute path.
-        path: PathBuf,
-    },
-    /// A named path exists but is not a regular file.
-    #[error("{what}: {}: not a regular file", path.display())]
-    NotRegular {
-        /// `-flag` or `binary`.
-        what: &'static str,
-        /// The absolute path.
-        path: PathBuf,
-    },
-    /// A named path cannot be examined.
-    #[error("{what}: {}: {reason}", path.display())]
-    Inaccessible {
-        /// `-flag` or `binary`.
-        what: &'static str,
-        /// The absolute path.
-        path: PathBuf,
-        /// The operating system's error.
-        reason: String,
-    },
-}
-
-impl ConfigError {
-    /// True for command line syntax errors, after which (as Go's `flag` does) the
-    /// usage text follows the message.
-    pub fn wants_usage(&self) -> bool {
-        !matches!(
-            self,
-            ConfigError::Missing { .. }
-                | ConfigError::NotRegular { .. }
-                | ConfigError::Inaccessible { .. }
-        )
-    }
-}
-
 /// Parses and validates the merged arguments of `src`.
 pub fn parse(src: &Sources) -> Result<Parsed, ConfigError> {
     let words = merged_words(src);
-    let Some((raw, rest)) = parse_flags(&words)? else {
+    let Some((raw, rest)) = raw::parse_flags(&words)? else {
         return Ok(Parsed::Help);
     };
     if raw.version {
         return Ok(Parsed::Version);
     }
-    raw.finish(rest, &src.cwd).map(Parsed::Run)
+    validate::validate(raw, rest, &src.cwd).map(Parsed::Run)
 }
 
 /// What virtrun run inside a virtrun guest does: the binary, directly.
@@ -279,7 +229,7 @@ pub struct Direct {
 /// [`parse`] answers.
 pub fn parse_direct(src: &Sources) -> Result<Option<Direct>, ConfigError> {
     let words = merged_words(src);
-    let Some((raw, rest)) = parse_flags(&words)? else {
+    let Some((raw, rest)) = raw::parse_flags(&words)? else {
         return Ok(None);
     };
     if raw.version {
@@ -287,368 +237,10 @@ pub fn parse_direct(src: &Sources) -> Result<Option<Direct>, ConfigError> {
     }
     let (binary, args) = rest.split_first().ok_or(ConfigError::NoBinary)?;
     Ok(Some(Direct {
-        binary: regular_file("binary", binary, &src.cwd)?,
+        binary: validate::regular_file("binary", binary, &src.cwd)?,
         args: args.to_vec(),
-        debug: raw.debug,
+        debug: raw.config.debug,
     }))
-}
-
-/// Flag values as given, before the files are checked.
-struct Raw {
-    kernel: Option<OsString>,
-    qemu_bin: Option<OsString>,
-    machine: Option<String>,
-    cpu: Option<String>,
-    no_kvm: bool,
-    no_snapshot: bool,
-    gdb: Option<u16>,
-    tty: bool,
-    transport: Option<Transport>,
-    memory_mb: u32,
-    smp: u32,
-    standalone: bool,
-    no_go_test_flag_rewrite: bool,
-    keep_initramfs: bool,
-    add_files: Vec<OsString>,
-    host_root: bool,
-    shares: Vec<OsString>,
-    add_modules: Vec<OsString>,
-    modules_dir: Option<OsString>,
-    sysroot: Option<OsString>,
-    env: Vec<OsString>,
-    timeout: Option<Duration>,
-    verbose: bool,
-    debug: bool,
-    version: bool,
-}
-
-impl Default for Raw {
-    fn default() -> Self {
-        Raw {
-            kernel: None,
-            qemu_bin: None,
-            machine: None,
-            cpu: None,
-            no_kvm: false,
-            no_snapshot: false,
-            gdb: None,
-            tty: false,
-            transport: None,
-            memory_mb: MEMORY_DEFAULT,
-            smp: SMP_DEFAULT,
-            standalone: false,
-            no_go_test_flag_rewrite: false,
-            keep_initramfs: false,
-            add_files: Vec::new(),
-            host_root: false,
-            shares: Vec::new(),
-            add_modules: Vec::new(),
-            modules_dir: None,
-            sysroot: None,
-            env: Vec::new(),
-            timeout: None,
-            verbose: false,
-            debug: false,
-            version: false,
-        }
-    }
-}
-
-/// Go's `FlagSet.Parse`: returns the flag values and the positional words, or
-/// `None` when help was asked for.
-fn parse_flags(words: &[OsString]) -> Result<Option<(Raw, &[OsString])>, ConfigError> {
-    let mut raw = Raw::default();
-    let mut i = 0;
-    while let Some(word) = words.get(i) {
-        let w = word.as_bytes();
-        if w.len() < 2 || w[0] != b'-' {
-            break;
-        }
-        let mut dashes = 1;
-        if w[1] == b'-' {
-            dashes = 2;
-            if w.len() == 2 {
-                i += 1;
-                break;
-            }
-        }
-        let body = &w[dashes..];
-        if body.is_empty() || body[0] == b'-' || body[0] == b'=' {
-            return Err(ConfigError::BadSyntax(lossy(w)));
-        }
-        i += 1;
-        let (name, inline) = match body.iter().skip(1).position(|&b| b == b'=') {
-            Some(at) => (&body[..=at], Some(&body[at + 2..])),
-            None => (body, None),
-        };
-        let Some(spec) = FLAGS.iter().find(|s| s.name.as_bytes() == name) else {
-            if name == b"help" || name == b"h" {
-                return Ok(None);
-            }
-            return Err(ConfigError::UnknownFlag(lossy(name)));
-        };
-        let value = match (spec.value, inline) {
-            (_, Some(v)) => v,
-            (None, None) => b"true".as_slice(),
-            (Some(_), None) => {
-                let next = words
-                    .get(i)
-                    .ok_or(ConfigError::MissingArgument(spec.name))?;
-                i += 1;
-                next.as_bytes()
-            }
-        };
-        raw.set(spec, value)?;
-    }
-    Ok(Some((raw, &words[i..])))
-}
-
-impl Raw {
-    fn set(&mut self, spec: &FlagSpec, value: &[u8]) -> Result<(), ConfigError> {
-        let name = spec.name;
-        if spec.value.is_none() {
-            let on = parse_bool(value).ok_or_else(|| ConfigError::InvalidBool {
-                flag: name,
-                value: lossy(value),
-            })?;
-            match spec.flag {
-                Flag::Debug => self.debug = on,
-                Flag::HostRoot => self.host_root = on,
-                Flag::KeepInitramfs => self.keep_initramfs = on,
-                Flag::NoGoTestFlagRewrite => self.no_go_test_flag_rewrite = on,
-                Flag::NoKvm => self.no_kvm = on,
-                Flag::NoSnapshot => self.no_snapshot = on,
-                Flag::Tty => self.tty = on,
-                Flag::Standalone => self.standalone = on,
-                Flag::Verbose => self.verbose = on,
-                Flag::Version => self.version = on,
-                other => unreachable!("-{name} ({other:?}) takes a value"),
-            }
-            return Ok(());
-        }
-        let invalid = |reason: &str| ConfigError::InvalidValue {
-            flag: name,
-            value: lossy(value),
-            reason: reason.to_owned(),
-        };
-        let text = || std::str::from_utf8(value).map_err(|_| invalid("not valid UTF-8"));
-        let os = || (!value.is_empty()).then(|| OsString::from_vec(value.to_vec()));
-        match spec.flag {
-            Flag::Kernel => self.kernel = os(),
-            Flag::QemuBin => self.qemu_bin = os(),
-            Flag::Machine => self.machine = Some(text()?.to_owned()).filter(|m| !m.is_empty()),
-            Flag::Cpu => self.cpu = Some(text()?.to_owned()),
-            Flag::Transport => {
-                let transport = Transport::from_bytes(value)
-                    .ok_or_else(|| invalid("unknown transport type (want isa, pci or mmio)"))?;
-                self.transport = Some(transport);
-            }
-            Flag::Memory => {
-                self.memory_mb = ranged(name, value, MEMORY_MIN, MEMORY_MAX, invalid)?;
-            }
-            Flag::Smp => self.smp = ranged(name, value, SMP_MIN, SMP_MAX, invalid)?,
-            Flag::Gdb => {
-                let port = ranged(name, value, 1, u16::MAX.into(), invalid)?;
-                self.gdb = u16::try_from(port).ok();
-            }
-            Flag::AddFile => extend_list(&mut self.add_files, value),
-            Flag::Share => extend_list(&mut self.shares, value),
-            Flag::AddModule => extend_list(&mut self.add_modules, value),
-            Flag::ModulesDir => self.modules_dir = os(),
-            Flag::Sysroot => self.sysroot = os(),
-            Flag::Env => match os() {
-                Some(var) if !var.as_bytes().starts_with(b"=") => self.env.push(var),
-                Some(_) => return Err(invalid("want KEY=VALUE or KEY")),
-                None => self.env.clear(),
-            },
-            Flag::Timeout => {
-                let d = parse_go_duration(text()?).map_err(invalid)?;
-                self.timeout = (!d.is_zero()).then_some(d);
-            }
-            other => unreachable!("-{name} ({other:?}) is a boolean"),
-        }
-        Ok(())
-    }
-
-    fn finish(self, positional: &[OsString], cwd: &Path) -> Result<Config, ConfigError> {
-        let (binary, args) = positional.split_first().ok_or(ConfigError::NoBinary)?;
-        let kernel = self
-            .kernel
-            .map(|k| regular_file("-kernel", &k, cwd))
-            .transpose()?;
-        let qemu_bin = match self.qemu_bin {
-            Some(q) if q.as_bytes().contains(&b'/') => Some(regular_file("-qemuBin", &q, cwd)?),
-            other => other.map(PathBuf::from),
-        };
-        let files = |what, list: Vec<OsString>| -> Result<Vec<PathBuf>, ConfigError> {
-            list.iter().map(|p| regular_file(what, p, cwd)).collect()
-        };
-        let add_files = files("-addFile", self.add_files)?;
-        let shares = self
-            .shares
-            .iter()
-            .map(|d| directory("-share", d, cwd))
-            .collect::<Result<_, _>>()?;
-        let add_modules = self
-            .add_modules
-            .iter()
-            .map(|m| module_ref(m, cwd))
-            .collect::<Result<_, _>>()?;
-        let modules_dir = self
-            .modules_dir
-            .map(|d| directory("-modulesDir", &d, cwd))
-            .transpose()?;
-        let sysroot = self
-            .sysroot
-            .map(|d| directory("-sysroot", &d, cwd))
-            .transpose()?;
-        let binary = regular_file("binary", binary, cwd)?;
-        Ok(Config {
-            kernel,
-            qemu_bin,
-            machine: self.machine,
-            cpu: self.cpu,
-            no_kvm: self.no_kvm,
-            no_snapshot: self.no_snapshot,
-            gdb: self.gdb,
-            tty: self.tty,
-            transport: self.transport,
-            memory_mb: self.memory_mb,
-            smp: self.smp,
-            standalone: self.standalone,
-            no_go_test_flag_rewrite: self.no_go_test_flag_rewrite,
-            keep_initramfs: self.keep_initramfs,
-            add_files,
-            host_root: self.host_root,
-            shares,
-            add_modules,
-            modules_dir,
-            sysroot,
-            env: self.env,
-            timeout: self.timeout,
-            verbose: self.verbose,
-            debug: self.debug,
-            binary,
-            args: args.to_vec(),
-        })
-    }
-}
-
-/// List flag rules: comma-separated items, empty items skipped, an empty value
-/// clears what came before.
-fn extend_list(list: &mut Vec<OsString>, value: &[u8]) {
-    if value.is_empty() {
-        list.clear();
-        return;
-    }
-    list.extend(
-        value
-            .split(|&b| b == b',')
-            .filter(|item| !item.is_empty())
-            .map(|item| OsString::from_vec(item.to_vec())),
-    );
-}
-
-/// An integer in Go syntax within `min..=max`.
-fn ranged(
-    flag: &'static str,
-    value: &[u8],
-    min: u32,
-    max: u32,
-    invalid: impl Fn(&str) -> ConfigError,
-) -> Result<u32, ConfigError> {
-    let text = std::str::from_utf8(value).map_err(|_| invalid("parse error"))?;
-    let got = parse_go_int(text).map_err(|e| invalid(e.as_str()))?;
-    u32::try_from(got)
-        .ok()
-        .filter(|n| (min..=max).contains(n))
-        .ok_or(ConfigError::OutOfRange {
-            flag,
-            min,
-            max,
-            got,
-        })
-}
-
-/// An `-addModule` value: a path if it looks like one (has a `/` or a `.ko`
-/// extension), otherwise a module name.
-fn module_ref(value: &OsString, cwd: &Path) -> Result<ModuleRef, ConfigError> {
-    let b = value.as_bytes();
-    let is_path = b.contains(&b'/')
-        || [&b".ko"[..], b".ko.xz", b".ko.zst", b".ko.gz"]
-            .iter()
-            .any(|ext| b.ends_with(ext));
-    if is_path {
-        regular_file("-addModule", value, cwd).map(ModuleRef::Path)
-    } else {
-        Ok(ModuleRef::Name(lossy(b).replace('-', "_")))
-    }
-}
-
-/// `path` made absolute against `cwd`, checked to be an existing directory.
-fn directory(what: &'static str, path: &OsString, cwd: &Path) -> Result<PathBuf, ConfigError> {
-    let path = absolute(cwd, Path::new(path));
-    match std::fs::metadata(&path) {
-        Ok(meta) if meta.is_dir() => Ok(path),
-        Ok(_) => Err(ConfigError::Inaccessible {
-            what,
-            path,
-            reason: "not a directory".into(),
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Err(ConfigError::Missing { what, path })
-        }
-        Err(e) => Err(ConfigError::Inaccessible {
-            what,
-            path,
-            reason: e.to_string(),
-        }),
-    }
-}
-
-/// `path` made absolute against `cwd` and cleaned lexically like Go's
-/// `filepath.Abs` (no symlinks resolved), checked to be an existing regular file.
-fn regular_file(what: &'static str, path: &OsString, cwd: &Path) -> Result<PathBuf, ConfigError> {
-    let path = absolute(cwd, Path::new(path));
-    match std::fs::metadata(&path) {
-        Ok(meta) if meta.is_file() => Ok(path),
-        Ok(_) => Err(ConfigError::NotRegular { what, path }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Err(ConfigError::Missing { what, path })
-        }
-        Err(e) => Err(ConfigError::Inaccessible {
-            what,
-            path,
-            reason: e.to_string(),
-        }),
-    }
-}
-
-/// Go's `filepath.Abs`: join onto `cwd` when relative, then `filepath.Clean`.
-fn absolute(cwd: &Path, path: &Path) -> PathBuf {
-    let joined = if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        cwd.join(path)
-    };
-    let mut parts: Vec<Component> = Vec::new();
-    for part in joined.components() {
-        match part {
-            Component::CurDir => {}
-            Component::ParentDir => match parts.last() {
-                Some(Component::Normal(_)) => {
-                    parts.pop();
-                }
-                Some(Component::RootDir | Component::Prefix(_)) => {}
-                _ => parts.push(part),
-            },
-            _ => parts.push(part),
-        }
-    }
-    if parts.is_empty() {
-        return PathBuf::from(".");
-    }
-    parts.iter().collect()
 }
 
 /// Bytes as text for messages.
@@ -658,7 +250,13 @@ fn lossy(b: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::flags::{FLAGS, Flag};
+    use super::goflag::*;
+    use super::raw::Raw;
+    use super::validate::absolute;
     use super::*;
+    use std::os::unix::ffi::OsStringExt;
+    use std::path::Path;
     use std::collections::HashMap;
 
     const KERNEL: &str = "/etc/hostname";
