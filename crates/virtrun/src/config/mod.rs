@@ -77,8 +77,8 @@ impl Transport {
 }
 
 /// Validated configuration of one run: the one list of what a run can be
-/// asked for. Parsing fills it in ([`raw`]); validation checks and adds the
-/// paths ([`validate`]). Its default is what no flag changes.
+/// asked for. Parsing fills it in (`raw.rs`); validation checks and adds the
+/// paths (`validate.rs`). Its default is what no flag changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// Kernel image: absolute, an existing regular file; `None` = found by

@@ -82,13 +82,13 @@ pub struct Report {
     /// KVM was used and failed before the guest showed a sign of life: the
     /// run should be repeated under emulation.
     pub kvm_failure: Option<String>,
-    /// The guest took the host's entropy and clock ([`Event::Resumed`]):
+    /// The guest took the host's entropy and clock ([`Event::Resumed`](virtrun_protocol::Event::Resumed)):
     /// from here on the run is handed over, and a failure is its own.
     pub resumed: bool,
     /// Restoring the snapshot failed before the guest resumed: nothing of
     /// the run was handed over, a cold boot may take its place.
     pub restore_failure: Option<String>,
-    /// The guest reached its save point ([`Event::Parked`]).
+    /// The guest reached its save point ([`Event::Parked`](virtrun_protocol::Event::Parked)).
     pub parked: bool,
     /// The guest was saved when it parked ([`Start::Save`]) and QEMU
     /// stopped: the run goes on from the snapshot.
