@@ -19,12 +19,12 @@ use std::thread;
 use std::time::Duration;
 use virtrun_protocol::{
     BOOT_CONFIG_PATH, BootConfig, CONFIG_PATH, Event, Frame, GUEST_ENV, GuestConfig, GuestTimes,
-    LOADER_CONFIG_PATH, MAIN_PATH, MODULES_DIR, RUN_DISK_SERIAL, TRANSPORT_MODULES_DIR,
+    LOADER_CONFIG_PATH, MAIN_PATH, MODULES_DIR, RUN_DISK_SERIAL, TRANSPORT_MODULES_DIR, USER_NET,
 };
 use virtrun_sysinit::channel::{self, Channels, EventSender, FrameReader};
 use virtrun_sysinit::process::{self, Exit};
 use virtrun_sysinit::setup::{self, Setup};
-use virtrun_sysinit::{INIT_FAILED, cpio, disk, fresh, fs, kmod, log, power, pty};
+use virtrun_sysinit::{INIT_FAILED, cpio, disk, fresh, fs, kmod, log, net, power, pty};
 
 mod loader;
 mod modprobe;
@@ -79,7 +79,8 @@ fn run(init: u64) -> virtrun_sysinit::Result<()> {
         .verbose(boot.verbose)
         .modules_dir(TRANSPORT_MODULES_DIR)
         .run()
-        .and_then(|()| kmod::load_dir(Path::new(MODULES_DIR)).map(drop));
+        .and_then(|()| kmod::load_dir(Path::new(MODULES_DIR)).map(drop))
+        .and_then(|()| if boot.user_net { user_net() } else { Ok(()) });
     let step = |what: &str| {
         if boot.verbose {
             log::info(what);
@@ -138,6 +139,30 @@ fn run(init: u64) -> virtrun_sysinit::Result<()> {
     }
     Ok(())
 }
+
+/// The NIC on QEMU's user network, as a host on it is: its address, the
+/// default route through the host, QEMU's resolver in `/etc/resolv.conf`
+/// (which a -hostRoot guest's own `/etc` gets too, see [`share`]).
+fn user_net() -> virtrun_sysinit::Result<()> {
+    let nic = net::interfaces().into_iter().next().ok_or_else(|| {
+        virtrun_sysinit::Error::new(
+            "-net user",
+            io::Error::new(io::ErrorKind::NotFound, "no network interface besides lo"),
+        )
+    })?;
+    net::configure(
+        &nic,
+        USER_NET.address,
+        USER_NET.prefix,
+        Some(USER_NET.gateway),
+    )?;
+    let resolv = format!("nameserver {}\n", net::dotted(USER_NET.resolver));
+    std::fs::write(RESOLV_CONF, resolv)
+        .map_err(|e| virtrun_sysinit::Error::new(format!("write {RESOLV_CONF}"), e))
+}
+
+/// Where the resolver's address goes.
+const RESOLV_CONF: &str = "/etc/resolv.conf";
 
 fn read_file(path: &str) -> virtrun_sysinit::Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| virtrun_sysinit::Error::new(format!("read {path}"), e))

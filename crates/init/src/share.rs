@@ -169,6 +169,15 @@ fn place_initramfs_files(config: &GuestConfig) -> Result<()> {
             .map_err(|e| Error::new(format!("create {}", exec.display()), e))?;
         bind(Path::new(MAIN_PATH), &exec)?;
     }
+    // The resolver of -net user (written at boot, see `user_net`), in the
+    // guest's own view of the host's /etc: replaced, not written through
+    // whatever link the host has there.
+    if let Ok(resolv) = std::fs::read(crate::RESOLV_CONF) {
+        let target = under(ROOT, Path::new(crate::RESOLV_CONF));
+        fs::remove_if_exists(&target)?;
+        std::fs::write(&target, resolv)
+            .map_err(|e| Error::new(format!("write {}", target.display()), e))?;
+    }
     let data = Path::new(DATA_DIR);
     if std::fs::read_dir(data).is_ok_and(|mut d| d.next().is_some()) {
         let target = under(ROOT, data);

@@ -480,17 +480,42 @@ pub struct BootConfig {
     pub modules_on_demand: bool,
     /// The run comes on the disk [`RUN_DISK_SERIAL`].
     pub run_disk: bool,
+    /// The guest has a NIC on QEMU's user network (`-net user`): the init
+    /// gives it [`USER_NET`]'s address, default route and resolver.
+    pub user_net: bool,
 }
+
+/// QEMU's user network as the init configures it: the guest's address and
+/// prefix length, the gateway (the host's loopback), the resolver.
+pub struct UserNet {
+    /// The guest's address.
+    pub address: [u8; 4],
+    /// Its prefix length.
+    pub prefix: u8,
+    /// The gateway: the host.
+    pub gateway: [u8; 4],
+    /// QEMU's DNS resolver.
+    pub resolver: [u8; 4],
+}
+
+/// QEMU's defaults for `-netdev user`.
+pub const USER_NET: UserNet = UserNet {
+    address: [10, 0, 2, 15],
+    prefix: 24,
+    gateway: [10, 0, 2, 2],
+    resolver: [10, 0, 2, 3],
+};
 
 impl BootConfig {
     /// Serialises the configuration.
     pub fn encode(&self) -> Vec<u8> {
         format!(
-            "layout\0{}\0verbose\0{}\0modules_on_demand\0{}\0run_disk\0{}\0",
+            "layout\0{}\0verbose\0{}\0modules_on_demand\0{}\0run_disk\0{}\0user_net\0{}\0",
             self.layout.as_str(),
             u8::from(self.verbose),
             u8::from(self.modules_on_demand),
-            u8::from(self.run_disk)
+            u8::from(self.run_disk),
+            u8::from(self.user_net)
         )
         .into_bytes()
     }
@@ -502,12 +527,14 @@ impl BootConfig {
         let mut verbose = false;
         let mut modules_on_demand = false;
         let mut run_disk = false;
+        let mut user_net = false;
         for pair in fields.chunks(2) {
             match pair {
                 [b"layout", l] => layout = Layout::parse(l),
                 [b"verbose", v] => verbose = *v == b"1",
                 [b"modules_on_demand", v] => modules_on_demand = *v == b"1",
                 [b"run_disk", v] => run_disk = *v == b"1",
+                [b"user_net", v] => user_net = *v == b"1",
                 _ => return Err(ConfigError("bad boot config".into())),
             }
         }
@@ -516,6 +543,7 @@ impl BootConfig {
             verbose,
             modules_on_demand,
             run_disk,
+            user_net,
         })
     }
 }
@@ -909,6 +937,7 @@ mod tests {
                     verbose,
                     modules_on_demand: !verbose,
                     run_disk: verbose,
+                    user_net: !verbose,
                 };
                 assert_eq!(BootConfig::decode(&cfg.encode()).unwrap(), cfg);
             }

@@ -82,6 +82,49 @@ fn device_nodes_of_modules_exist_from_boot() {
         .assert_stdout(DEVICE_NODES.as_bytes());
 }
 
+/// A server on the host's loopback that answers one request with
+/// `pong: ` and the request; its port.
+fn pong_server() -> (u16, std::thread::JoinHandle<()>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut request = String::new();
+        conn.read_to_string(&mut request).unwrap();
+        conn.write_all(format!("pong: {request}").as_bytes())
+            .unwrap();
+    });
+    (port, server)
+}
+
+/// `-net user`: a NIC configured as on a host of QEMU's user network; a
+/// server on the host's loopback answers through the gateway. Without it
+/// the guest has loopback only.
+#[test]
+fn user_network_reaches_the_hosts_loopback() {
+    let (port, server) = pong_server();
+    virtrun([
+        "-net".into(),
+        "user".into(),
+        payload("net"),
+        "10.0.2.2".into(),
+        port.to_string().into(),
+    ])
+    .run()
+    .assert_code(0)
+    .assert_stdout(
+        b"interfaces: eth0 lo\n\
+              resolv.conf: nameserver 10.0.2.3\n\
+              answer: pong: ping from the guest\n",
+    );
+    server.join().unwrap();
+    virtrun([payload("net")])
+        .run()
+        .assert_code(0)
+        .assert_stdout(b"interfaces: lo\nresolv.conf: none\n");
+}
+
 /// What the kernel asks for is loaded from its module tree, no
 /// `-addModule` needed: a veth pair over rtnetlink, an AF_ALG hash. A kind
 /// of link no module provides fails as on any system, at once.

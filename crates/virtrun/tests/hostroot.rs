@@ -85,6 +85,25 @@ fn host_root_binary_is_a_job_at_its_host_path() {
     stdout_is(&out, DEVICE_NODES);
 }
 
+/// `-net user` under `-hostRoot`: the resolver is in the guest's own view
+/// of the host's `/etc`, whatever the host has there.
+#[test]
+fn host_root_user_network_has_its_resolver() {
+    let s = Setting::new();
+    let out = generic(
+        &[
+            &"-hostRoot",
+            &"-net",
+            &"user",
+            &"/bin/cat",
+            &"/etc/resolv.conf",
+        ],
+        &s.repo,
+    )
+    .run();
+    stdout_is(&out, "nameserver 10.0.2.3\n");
+}
+
 /// virtrun inside a guest (a test that calls cargo, whose runner is
 /// virtrun) runs the binary directly, whatever its guest flags say; with
 /// `VIRTRUN_NESTED` set it would boot a guest, and fails here on the

@@ -16,6 +16,7 @@ pub(super) enum Flag {
     Machine,
     Memory,
     ModulesDir,
+    Net,
     NoGoTestFlagRewrite,
     NoKvm,
     NoSnapshot,
@@ -131,6 +132,14 @@ pub(super) const FLAGS: &[FlagSpec] = &[
         value: Some("dir"),
         help: "the kernel's module tree (lib/modules/<release>), for virtio drivers and \
                -addModule names (default: found next to the kernel or in /lib/modules)",
+    },
+    FlagSpec {
+        flag: Flag::Net,
+        name: "net",
+        value: Some("none|user"),
+        help: "the guest's network: none (loopback only) or user (a NIC on QEMU's user \
+               network: the host's services through the gateway 10.0.2.2, names through \
+               QEMU's resolver) (default none)",
     },
     FlagSpec {
         flag: Flag::NoGoTestFlagRewrite,

@@ -76,6 +76,32 @@ impl Transport {
     }
 }
 
+/// The guest's network (`-net`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Net {
+    /// Loopback only.
+    #[default]
+    None,
+    /// A virtio NIC on QEMU's user-mode network, configured by the init.
+    User,
+}
+
+impl Net {
+    /// The name used on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Net::None => "none",
+            Net::User => "user",
+        }
+    }
+
+    fn from_bytes(value: &[u8]) -> Option<Self> {
+        [Net::None, Net::User]
+            .into_iter()
+            .find(|n| n.as_str().as_bytes() == value)
+    }
+}
+
 /// Validated configuration of one run: the one list of what a run can be
 /// asked for. Parsing fills it in (`raw.rs`); validation checks and adds the
 /// paths (`validate.rs`). Its default is what no flag changes.
@@ -107,6 +133,8 @@ pub struct Config {
     pub memory_mb: u32,
     /// Guest CPUs, 1..=16.
     pub smp: u32,
+    /// The guest's network.
+    pub net: Net,
     /// The binary itself is `/init`.
     pub standalone: bool,
     /// Keep go test file flags as they are.
@@ -155,6 +183,7 @@ impl Default for Config {
             transport: None,
             memory_mb: MEMORY_DEFAULT,
             smp: SMP_DEFAULT,
+            net: Net::None,
             standalone: false,
             no_go_test_flag_rewrite: false,
             keep_initramfs: false,
@@ -255,9 +284,9 @@ mod tests {
     use super::raw::Raw;
     use super::validate::absolute;
     use super::*;
+    use std::collections::HashMap;
     use std::os::unix::ffi::OsStringExt;
     use std::path::Path;
-    use std::collections::HashMap;
 
     const KERNEL: &str = "/etc/hostname";
     const BINARY: &str = "/usr/bin/env";
@@ -286,6 +315,19 @@ mod tests {
             Ok(Parsed::Run(config)) => config,
             other => panic!("expected a run, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn net_is_none_or_user() {
+        assert_eq!(run_args(&["-kernel", KERNEL, BINARY]).net, Net::None);
+        let user = run_args(&["-kernel", KERNEL, "-net", "user", BINARY]);
+        assert_eq!(user.net, Net::User);
+        let none = run_args(&["-kernel", KERNEL, "-net=user", "-net", "none", BINARY]);
+        assert_eq!(none.net, Net::None);
+        assert_eq!(
+            err_msg(&["-net", "tap", BINARY]),
+            "invalid value \"tap\" for flag -net: unknown network (want none or user)"
+        );
     }
 
     #[test]
@@ -344,6 +386,7 @@ mod tests {
                 transport: None,
                 memory_mb: 256,
                 smp: 1,
+                net: Net::None,
                 standalone: false,
                 no_go_test_flag_rewrite: false,
                 keep_initramfs: false,
@@ -1225,6 +1268,7 @@ mod tests {
                 "machine",
                 "memory",
                 "modulesDir",
+                "net",
                 "noGoTestFlagRewrite",
                 "noSnapshot",
                 "nokvm",
@@ -1268,6 +1312,7 @@ mod tests {
                 Flag::Smp => b"2",
                 Flag::Gdb => b"1234",
                 Flag::Transport => b"pci",
+                Flag::Net => b"user",
                 Flag::Timeout => b"10s",
                 _ if spec.value.is_none() => b"true",
                 _ => b"x",

@@ -118,6 +118,10 @@ impl Raw {
             Flag::Memory => {
                 self.config.memory_mb = ranged(name, value, MEMORY_MIN, MEMORY_MAX, invalid)?;
             }
+            Flag::Net => {
+                self.config.net = Net::from_bytes(value)
+                    .ok_or_else(|| invalid("unknown network (want none or user)"))?;
+            }
             Flag::Smp => self.config.smp = ranged(name, value, SMP_MIN, SMP_MAX, invalid)?,
             Flag::Gdb => {
                 let port = ranged(name, value, 1, u16::MAX.into(), invalid)?;

@@ -545,6 +545,8 @@ pub enum Purpose {
     Share,
     /// The module tree's image (modules on demand): a virtio disk and ext4.
     Modules,
+    /// The NIC of `-net user`.
+    Net,
 }
 
 const VIRTIO_PCI: Driver = Driver {
@@ -579,26 +581,42 @@ pub const RUN_DISK_DRIVER: Driver = Driver {
     purpose: Purpose::Transport,
 };
 
+/// What a run needs of the guest kernel besides its transport.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// The host's files over 9p (`-hostRoot`, `-share`).
+    pub share: bool,
+    /// The overlay file system (`-hostRoot`).
+    pub overlay: bool,
+    /// The module tree's image (modules on demand).
+    pub modules: bool,
+    /// A NIC (`-net user`).
+    pub net: bool,
+}
+
 /// The drivers a run needs: the transport's, then for the host's files
-/// (`share`) 9p over virtio (on PCI unless the transport is mmio) and, for
-/// `-hostRoot` (`overlay`), the overlay file system.
-pub fn needed_drivers(
-    transport: Transport,
-    share: bool,
-    overlay: bool,
-    modules: bool,
-) -> Vec<Driver> {
+/// 9p over virtio (on PCI unless the transport is mmio), the overlay file
+/// system, the module tree's disk, the NIC.
+pub fn needed_drivers(transport: Transport, needs: Needs) -> Vec<Driver> {
+    let Needs {
+        share,
+        overlay,
+        modules,
+        net,
+    } = needs;
     let mut drivers = transport_drivers(transport).to_vec();
     let bus = match transport {
         Transport::Mmio => VIRTIO_MMIO,
         Transport::Pci | Transport::Isa => VIRTIO_PCI,
     };
-    if (share || modules) && !drivers.iter().any(|d| d.module == bus.module) {
+    if (share || modules || net) && !drivers.iter().any(|d| d.module == bus.module) {
         drivers.push(Driver {
             purpose: if share {
                 Purpose::Share
-            } else {
+            } else if modules {
                 Purpose::Modules
+            } else {
+                Purpose::Net
             },
             ..bus
         });
@@ -640,6 +658,13 @@ pub fn needed_drivers(
             module: "overlay",
             option: "CONFIG_OVERLAY_FS",
             purpose: Purpose::Share,
+        });
+    }
+    if net {
+        drivers.push(Driver {
+            module: "virtio_net",
+            option: "CONFIG_VIRTIO_NET",
+            purpose: Purpose::Net,
         });
     }
     drivers
@@ -722,6 +747,10 @@ impl Kernel {
             ),
             Purpose::Modules => format!(
                 "modules on demand need it: use a kernel with {}=y or =m",
+                d.option
+            ),
+            Purpose::Net => format!(
+                "-net user needs a virtio NIC: use a kernel with {}=y or =m",
                 d.option
             ),
             Purpose::Share => "-hostRoot and -share need 9p and overlayfs: use a kernel that has \

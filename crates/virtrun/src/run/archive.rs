@@ -91,6 +91,7 @@ pub(super) fn plan_archive(
                 verbose: config.verbose,
                 modules_on_demand: inv.modules_image.is_some(),
                 run_disk: inv.run_disk.is_some(),
+                user_net: inv.net,
             }
             .encode()
         }),

@@ -18,7 +18,7 @@ pub use guest::FORWARDED_ENV;
 use crate::config::Config;
 use crate::inspect::discover;
 use crate::inspect::elf::{self, Arch};
-use crate::inspect::kernel::{Kernel, needed_drivers};
+use crate::inspect::kernel::{Kernel, Needs, needed_drivers};
 use crate::inspect::libs::{Resolved, Resolver};
 use crate::outcome::Outcome;
 use crate::pack::gotest;
@@ -62,9 +62,12 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
     );
     let drivers = needed_drivers(
         inv.transport,
-        inv.host_share,
-        config.host_root,
-        inv.modules_image.is_some(),
+        Needs {
+            share: inv.host_share,
+            overlay: config.host_root,
+            modules: inv.modules_image.is_some(),
+            net: inv.net,
+        },
     );
     let mut modules = kernel.plan_modules(&drivers, &config.add_modules)?;
     let cache = warm_start(config, &kernel, &mut inv, drivers, &mut modules, trace);
@@ -254,7 +257,16 @@ fn modules_image(
     }
     let tree = kernel.modules.as_ref()?;
     let release = kernel.release.as_deref()?;
-    if let Err(e) = kernel.plan_modules(&needed_drivers(transport, false, false, true), &[]) {
+    if let Err(e) = kernel.plan_modules(
+        &needed_drivers(
+            transport,
+            Needs {
+                modules: true,
+                ..Needs::default()
+            },
+        ),
+        &[],
+    ) {
         trace.log(|| format!("no modules on demand: {e}"));
         return None;
     }

@@ -1,7 +1,7 @@
 //! The QEMU invocation: per-architecture defaults, transport rules, the
 //! kernel command line and the argv, built from plain values (no I/O).
 
-use crate::config::{Config, Transport};
+use crate::config::{Config, Net, Transport};
 use crate::inspect::elf::Arch;
 use crate::inspect::gobuild::PortEncoding;
 use std::ffi::OsString;
@@ -234,6 +234,8 @@ pub struct Invocation {
     pub run_disk: Option<PathBuf>,
     /// How a standalone init writes to its ports 1, 2, ….
     pub port_encoding: PortEncoding,
+    /// A NIC on QEMU's user-mode network (`-net user`).
+    pub net: bool,
 }
 
 impl Invocation {
@@ -284,6 +286,7 @@ impl Invocation {
             modules_image: None,
             run_disk: None,
             port_encoding: PortEncoding::Tty,
+            net: config.net == Net::User,
         };
         let len = inv.kernel_cmdline().len();
         if len > d.cmdline_max {
@@ -479,6 +482,18 @@ impl Invocation {
             a.push(format!("{},drive={id},serial={serial}", virtio_device("virtio-blk")).into());
         }
         let mut push = |items: &[&str]| a.extend(items.iter().map(OsString::from));
+        if self.net {
+            // QEMU's user network: the guest is 10.0.2.15, the host's
+            // loopback 10.0.2.2, QEMU's resolver 10.0.2.3 (the init sets
+            // them up). No port of the host is forwarded to the guest.
+            let device = virtio_device("virtio-net");
+            push(&[
+                "-netdev",
+                "user,id=vrnet",
+                "-device",
+                &format!("{device},netdev=vrnet"),
+            ]);
+        }
         if self.host_share {
             // One export of the whole root, whatever is shared: the guest's
             // devices do not depend on the list. `multidevs=remap` keeps
@@ -564,6 +579,7 @@ mod tests {
             modules_image: None,
             run_disk: None,
             port_encoding: PortEncoding::Tty,
+            net: false,
         }
     }
 
