@@ -6,7 +6,7 @@
 //! All building blocks come from `virtrun-sysinit`; all knowledge of the
 //! host (channel roles, events, frames) from `virtrun-protocol`.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -357,66 +357,20 @@ fn run_main(
         err_port,
         oom_before,
     } = streams;
-    let (done_tx, done_rx) = mpsc::channel();
-    // On a terminal (-tty), its master takes stdin and gives the output;
-    // the pipes made before the save point go unused.
-    let terminal = match config.tty {
-        Some(size) => {
-            let (master, path) = pty::open(size)?;
-            let writer = clone(&master)?;
-            Some((master, path, write_stdin(writer, events.clone())))
-        }
-        None => None,
-    };
-    let (stdin, resize) = match &terminal {
-        Some((master, path, to_master)) => {
-            (to_master.clone(), Some((clone(master)?, path.clone())))
-        }
-        None => (stdin, None),
-    };
-    // Stdin is accepted before the binary exists, so the host can start
-    // sending while the binary starts up.
-    let pid_slot = Arc::new(AtomicU32::new(0));
-    let forward = Forward {
-        frames,
-        stdin,
-        terminal: resize,
-        pid: Arc::clone(&pid_slot),
-        done: done_tx,
-    };
-    if let Err(mpsc::SendError(forward)) = forwarder.send(forward) {
-        thread::spawn(move || forward_frames(forward));
-    }
+    let terminal = open_terminal(config, events)?;
+    let (pid_slot, done) = start_forwarding(frames, forwarder, stdin, terminal.as_ref())?;
     let _ = events.send(&Event::Ready);
-
-    let argv0 = if config.argv0.is_empty() {
-        std::ffi::OsString::from(MAIN_PATH)
-    } else {
-        std::ffi::OsString::from_vec(config.argv0.clone())
-    };
-    let argv: Vec<std::ffi::OsString> = std::iter::once(argv0)
-        .chain(
-            config
-                .args
-                .iter()
-                .map(|a| std::ffi::OsString::from_vec(a.clone())),
-        )
-        .collect();
-    let exec = if config.exec.is_empty() {
-        Path::new(MAIN_PATH)
-    } else {
-        Path::new(OsStr::from_bytes(&config.exec))
-    };
+    let (exec, argv) = command(config);
+    let env = binary_env(config);
     // A job of PID 1's session, as a test binary under a harness on a
     // host; with -tty a session leader on its terminal, as a login shell.
     let (spawned, tty_pump) = match terminal {
-        Some((master, path, to_master)) => {
-            drop(to_master);
-            let spawned = process::spawn_on_terminal(exec, &argv, &binary_env(config), &path);
+        Some(Terminal { master, path, .. }) => {
+            let spawned = process::spawn_on_terminal(exec, &argv, &env, &path);
             (spawned, Some(pump(master, clone(&out_port)?)))
         }
         None => (
-            process::spawn_job(exec, &argv, &binary_env(config), [&stdin_r, &out_w, &err_w]),
+            process::spawn_job(exec, &argv, &env, [&stdin_r, &out_w, &err_w]),
             None,
         ),
     };
@@ -441,7 +395,94 @@ fn run_main(
     channel::drain(&out_port);
     channel::drain(&err_port);
     let _ = events.send(&Event::Streams { stdout, stderr });
+    report_end(config, events, exit, oom_before);
+    let _ = events.send(&Event::Times(GuestTimes {
+        init,
+        started,
+        exited,
+        reported: process::monotonic_us(),
+    }));
+    Ok((exit.code(), done))
+}
 
+/// Under -tty, the binary's terminal: its master takes stdin and gives the
+/// output (the pipes made before the save point go unused).
+struct Terminal {
+    master: File,
+    path: PathBuf,
+    /// To [`write_stdin`] on the master.
+    to_master: mpsc::Sender<Vec<u8>>,
+}
+
+fn open_terminal(
+    config: &GuestConfig,
+    events: &EventSender,
+) -> virtrun_sysinit::Result<Option<Terminal>> {
+    let Some(size) = config.tty else {
+        return Ok(None);
+    };
+    let (master, path) = pty::open(size)?;
+    let to_master = write_stdin(clone(&master)?, events.clone());
+    Ok(Some(Terminal {
+        master,
+        path,
+        to_master,
+    }))
+}
+
+/// Hands the host's frames to the forwarder: stdin is accepted before the
+/// binary exists, so the host can start sending while the binary starts
+/// up. Returns where the binary's pid goes once it runs, and what says
+/// that the host has all output.
+fn start_forwarding(
+    frames: FrameReader,
+    forwarder: mpsc::Sender<Forward>,
+    stdin: mpsc::Sender<Vec<u8>>,
+    terminal: Option<&Terminal>,
+) -> virtrun_sysinit::Result<(Arc<AtomicU32>, mpsc::Receiver<()>)> {
+    let (done_tx, done_rx) = mpsc::channel();
+    let (stdin, resize) = match terminal {
+        Some(t) => (
+            t.to_master.clone(),
+            Some((clone(&t.master)?, t.path.clone())),
+        ),
+        None => (stdin, None),
+    };
+    let pid_slot = Arc::new(AtomicU32::new(0));
+    let forward = Forward {
+        frames,
+        stdin,
+        terminal: resize,
+        pid: Arc::clone(&pid_slot),
+        done: done_tx,
+    };
+    if let Err(mpsc::SendError(forward)) = forwarder.send(forward) {
+        thread::spawn(move || forward_frames(forward));
+    }
+    Ok((pid_slot, done_rx))
+}
+
+/// The binary's path and its argv (`argv[0]` included).
+fn command(config: &GuestConfig) -> (&Path, Vec<OsString>) {
+    let argv0 = if config.argv0.is_empty() {
+        OsString::from(MAIN_PATH)
+    } else {
+        OsString::from_vec(config.argv0.clone())
+    };
+    let argv = std::iter::once(argv0)
+        .chain(config.args.iter().map(|a| OsString::from_vec(a.clone())))
+        .collect();
+    let exec = if config.exec.is_empty() {
+        Path::new(MAIN_PATH)
+    } else {
+        Path::new(OsStr::from_bytes(&config.exec))
+    };
+    (exec, argv)
+}
+
+/// After the binary: its output files, then how it ended beyond its code
+/// (out of memory, a signal).
+fn report_end(config: &GuestConfig, events: &EventSender, exit: Exit, oom_before: u64) {
     for (id, path) in config.outputs.iter().enumerate() {
         send_output(events, id as u32, Path::new(OsStr::from_bytes(path)));
     }
@@ -451,13 +492,6 @@ fn run_main(
     if let Exit::Signal(sig) = exit {
         let _ = events.send(&Event::Signaled(sig));
     }
-    let _ = events.send(&Event::Times(GuestTimes {
-        init,
-        started,
-        exited,
-        reported: process::monotonic_us(),
-    }));
-    Ok((exit.code(), done_rx))
 }
 
 /// Creates the directories the binary writes its output files into: a

@@ -63,13 +63,13 @@ fn hermetic_guest_is_a_minimal_linux_system() {
 
 /// A test binary is a job, as under a harness on a host: a pseudo-terminal
 /// it opens and closes does not hang it up, and it runs itself again
-/// through `argv[0]`, which is `/main`, as in the original.
+/// through `argv[0]`: its link in `/data`, which keeps its name.
 #[test]
 fn the_binary_is_a_job_that_can_run_itself_again() {
     virtrun([payload("job")])
         .run()
         .assert_code(0)
-        .assert_stdout(job_output("/main").as_bytes());
+        .assert_stdout(job_output("/data/job").as_bytes());
 }
 
 /// The device nodes of modular drivers exist from boot, as on a host, and

@@ -128,6 +128,18 @@ impl Module {
     }
 }
 
+/// Where the guest has the binary under its own name: `/data/<name>`, a
+/// link to `/main`, unless an `-addFile` file has that name. Its `argv[0]`:
+/// a path the guest can execute (a test may run itself again through it,
+/// as Go's tests do with `os.Args[0]`), whose base name is the binary's own
+/// (a multi-call binary such as busybox picks its applet by it), and on
+/// `PATH`.
+pub fn main_link(binary: &Path, files: &[PathBuf]) -> Option<String> {
+    let name = binary.file_name()?;
+    let taken = files.iter().any(|f| f.file_name() == Some(name));
+    (!taken).then(|| format!("{}/{}", proto::DATA_DIR, name.to_string_lossy()))
+}
+
 /// What goes into the archive.
 #[derive(Debug)]
 pub struct Input<'a> {
@@ -258,6 +270,9 @@ impl Plan {
         for file in input.files {
             let path = format!("{}/{}", rel(proto::DATA_DIR), file_name(file)?);
             plan.add(&path, host_file(file, None))?;
+        }
+        if let Some(link) = input.main.and_then(|main| main_link(main, input.files)) {
+            plan.add(rel(&link), Node::Symlink(proto::MAIN_PATH.into()))?;
         }
         if let Some(loader) = &input.loader {
             plan.add(rel(proto::LOADER_CONFIG_PATH), generated(loader.clone()))?;
@@ -495,6 +510,14 @@ mod tests {
     }
 
     #[test]
+    fn the_binary_keeps_its_name_in_data_unless_a_file_has_it() {
+        let bin = Path::new("/usr/bin/tree");
+        assert_eq!(main_link(bin, &[]).as_deref(), Some("/data/tree"));
+        let files = ["/etc/hostname".into(), "/opt/x/tree".into()];
+        assert_eq!(main_link(bin, &files), None);
+    }
+
+    #[test]
     fn layout_matches_the_spec() {
         let plan = plan(Some(b"\x7fELF"));
         let get = |p: &str| plan.entries.get(p).cloned();
@@ -513,6 +536,8 @@ mod tests {
             get("data/bash"),
             Some(host_file(Path::new("/usr/bin/bash"), None))
         );
+        // The binary under its own name, on PATH, for its argv[0].
+        assert_eq!(get("data/tree"), Some(Node::Symlink("/main".into())));
         assert!(get("data/hostname").is_some());
         assert!(get("lib/libc.so.6").is_some());
         assert!(get("lib/ld-linux-x86-64.so.2").is_some());

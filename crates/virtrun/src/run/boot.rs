@@ -86,10 +86,6 @@ pub(super) fn warm_start_applies(
     cold.is_none()
 }
 
-pub(super) fn files_owned(files: &[&Path]) -> Vec<PathBuf> {
-    files.iter().map(|f| f.to_path_buf()).collect()
-}
-
 /// Boots the guest, cold or warm, with what every boot needs.
 pub(super) struct Boot<'a> {
     pub(super) inv: &'a mut Invocation,
@@ -157,25 +153,10 @@ impl Boot<'_> {
         let argv = self
             .inv
             .args(&supervisor::channel_fds(self.inv.channels().len()));
-        let files: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
-        let identity = Identity::new(cache, &self.inv.qemu_bin, &argv, &files);
+        let paths: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+        let identity = Identity::new(cache, &self.inv.qemu_bin, &argv, &paths);
         let (boot_plan, run_plan) = plan.clone().split();
-        let (payload, _) = write_archive(self.config, &run_plan)?;
-        let payload_len = payload.metadata().context("the run's archive")?.len();
-        if self.inv.run_disk.is_some() {
-            // The disk's size is the guest's (its identity's): the memory,
-            // which the run's files must fit in anyway.
-            let size = u64::from(self.inv.memory_mb) << 20;
-            if payload_len > size {
-                bail!(
-                    "the run's files take {} MiB, more than the guest's memory \
-                     (-memory {}): give it more",
-                    payload_len >> 20,
-                    self.inv.memory_mb
-                );
-            }
-            payload.set_len(size).context("sizing the run's disk")?;
-        }
+        let run = self.run_archive(&run_plan)?;
         if let Some(outcome) = self.interrupted() {
             return Ok(outcome);
         }
@@ -183,23 +164,52 @@ impl Boot<'_> {
             self.trace
                 .log(|| format!("warm start from {}", identity.path.display()));
             let timeout = self.config.timeout;
-            match self.restore(&identity, &snapshot, &payload, payload_len, timeout)? {
+            match self.restore(&identity, &snapshot, &run, timeout)? {
                 Restored::Ran(outcome) => return Ok(outcome),
-                Restored::KvmBroken => return self.warm(cache, &files_owned(&files), plan),
+                Restored::KvmBroken => return self.warm(cache, files, plan),
                 Restored::Failed => {}
             }
-        } else if identity.given_up() {
-            self.trace.log(|| {
-                "cold boot: this guest failed twice to be saved or restored; no snapshot is made".into()
-            });
         } else {
-            self.trace.log(|| {
-                format!(
-                    "cold boot: no snapshot {} yet, making it",
-                    identity.path.display()
-                )
-            });
+            self.trace.log(|| why_cold(&identity));
         }
+        match self.boot_and_save(cache, &identity, &boot_plan, &run)? {
+            Restored::Ran(outcome) => Ok(outcome),
+            Restored::KvmBroken => self.warm(cache, files, plan),
+            Restored::Failed => unreachable!("a boot that saves ends in an outcome"),
+        }
+    }
+
+    /// The run's own archive, on the run disk when the guest has one (its
+    /// size the guest's memory, part of its identity).
+    fn run_archive(&self, run_plan: &Plan) -> Result<RunArchive> {
+        let (file, _) = write_archive(self.config, run_plan)?;
+        let len = file.metadata().context("the run's archive")?.len();
+        if self.inv.run_disk.is_some() {
+            // The run's files must fit in the guest's memory anyway.
+            let size = u64::from(self.inv.memory_mb) << 20;
+            if len > size {
+                bail!(
+                    "the run's files take {} MiB, more than the guest's memory \
+                     (-memory {}): give it more",
+                    len >> 20,
+                    self.inv.memory_mb
+                );
+            }
+            file.set_len(size).context("sizing the run's disk")?;
+        }
+        Ok(RunArchive { file, len })
+    }
+
+    /// A boot that makes the snapshot of `identity` (unless this guest
+    /// failed to be saved twice), then runs the run in what it saved; a
+    /// boot that makes none when saving or restoring fails.
+    fn boot_and_save(
+        &mut self,
+        cache: &Path,
+        identity: &Identity,
+        boot_plan: &Plan,
+        run: &RunArchive,
+    ) -> Result<Restored> {
         let snapshot = if identity.given_up() {
             None
         } else {
@@ -208,23 +218,21 @@ impl Boot<'_> {
                 .inspect_err(|e| self.trace.log(|| format!("no snapshot made: {e}")))
                 .ok()
         };
-        let (boot, _) = write_archive(self.config, &boot_plan)?;
+        let (boot, _) = write_archive(self.config, boot_plan)?;
         let saving = snapshot.is_some();
         // A run that makes its snapshot boots more than once: -timeout
         // counts from the first boot.
         let booted = Instant::now();
         let limit = self.config.timeout;
         let left = || limit.map(|t| t.saturating_sub(booted.elapsed()));
-        let mut report = self.run(
-            &boot,
-            Start::Save {
-                snapshot,
-                payload: &payload,
-                payload_len,
-            },
-        )?;
+        let start = Start::Save {
+            snapshot,
+            payload: &run.file,
+            payload_len: run.len,
+        };
+        let mut report = self.run(&boot, start)?;
         if self.kvm_broken(&report) {
-            return self.warm(cache, &files_owned(&files), plan);
+            return Ok(Restored::KvmBroken);
         }
         if saving && qemu_failed_before_parking(&report) {
             // Not the guest's doing (a panic, running out of memory): QEMU
@@ -236,7 +244,7 @@ impl Boot<'_> {
                 self.trace
                     .log(|| "it failed before: no snapshot of this guest is made again".into());
             }
-            report = self.unsaved(&boot, &payload, payload_len, left())?;
+            report = self.unsaved(&boot, run, left())?;
         }
         self.tidy_cache(cache, Some(&identity.path));
         if report.saved && report.interrupted.is_none() && report.timed_out.is_none() {
@@ -244,30 +252,23 @@ impl Boot<'_> {
             // snapshot (or, should that fail, from a boot that makes none).
             if let Some(snapshot) = identity.open() {
                 self.trace.log(|| "restoring the snapshot just made".into());
-                match self.restore(&identity, &snapshot, &payload, payload_len, left())? {
-                    Restored::Ran(outcome) => return Ok(outcome),
-                    Restored::KvmBroken => return self.warm(cache, &files_owned(&files), plan),
+                match self.restore(identity, &snapshot, run, left())? {
                     Restored::Failed => {}
+                    done => return Ok(done),
                 }
             }
-            report = self.unsaved(&boot, &payload, payload_len, left())?;
+            report = self.unsaved(&boot, run, left())?;
         }
-        Ok(self.outcome(&report))
+        Ok(Restored::Ran(self.outcome(&report)))
     }
 
     /// A boot from `boot` that makes no snapshot: the guest parks and is
     /// given the run at once, within what is `left` of `-timeout`.
-    fn unsaved(
-        &mut self,
-        boot: &File,
-        payload: &File,
-        payload_len: u64,
-        left: Option<Duration>,
-    ) -> Result<Report> {
+    fn unsaved(&mut self, boot: &File, run: &RunArchive, left: Option<Duration>) -> Result<Report> {
         let start = Start::Save {
             snapshot: None,
-            payload,
-            payload_len,
+            payload: &run.file,
+            payload_len: run.len,
         };
         self.run_within(boot, start, left)
     }
@@ -278,8 +279,7 @@ impl Boot<'_> {
         &mut self,
         identity: &Identity,
         snapshot: &File,
-        payload: &File,
-        payload_len: u64,
+        run: &RunArchive,
         left: Option<Duration>,
     ) -> Result<Restored> {
         let failure = match crate::vm::snapshot::cut_short(snapshot, self.inv.memory_mb) {
@@ -292,8 +292,8 @@ impl Boot<'_> {
                     &empty,
                     Start::Restore {
                         snapshot,
-                        payload,
-                        payload_len,
+                        payload: &run.file,
+                        payload_len: run.len,
                     },
                     left,
                 )?;
@@ -388,6 +388,25 @@ pub(super) fn qemu_failed_before_parking(report: &Report) -> bool {
         && report.interrupted.is_none()
         && report.timed_out.is_none()
         && report.qemu_status.is_some_and(|s| !s.success())
+}
+
+/// The run's archive: its file (sized as the run disk, when the guest
+/// has one) and the archive's own length.
+pub(super) struct RunArchive {
+    file: File,
+    len: u64,
+}
+
+/// Why a warm start boots cold, in words for `-debug`.
+fn why_cold(identity: &Identity) -> String {
+    if identity.given_up() {
+        "cold boot: this guest failed twice to be saved or restored; no snapshot is made".into()
+    } else {
+        format!(
+            "cold boot: no snapshot {} yet, making it",
+            identity.path.display()
+        )
+    }
 }
 
 /// How a restore went.

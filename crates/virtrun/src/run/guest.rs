@@ -2,11 +2,11 @@
 //! binary's environment.
 
 use crate::config::Config;
-use crate::pack::{gotest, share};
+use crate::pack::{gotest, initramfs, share};
 use crate::trace::Trace;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use virtrun_protocol::{GuestConfig, WindowSize};
 
 /// Variables passed to the binary when set on the host: what test harnesses
@@ -77,15 +77,18 @@ pub(super) fn guest_env(
 }
 
 /// The binary's `argv[0]`: a path the guest can execute, so that a binary
-/// can run itself again through it (as Go's tests do with `os.Args[0]`):
-/// `/main` in the hermetic guest, as the original; under `-hostRoot` the
-/// path virtrun was given, made absolute, as a host would run it, unless
-/// that path is not the one the guest has it at.
-fn argv0<'a>(config: &'a Config, shares: &'a share::Plan) -> &'a Path {
+/// can run itself again through it (as Go's tests do with `os.Args[0]`),
+/// and with the binary's own base name (busybox picks its applet by it):
+/// in the hermetic guest the binary's link in `/data`
+/// ([`initramfs::main_link`]), else `/main`; under `-hostRoot` the path
+/// virtrun was given, made absolute, as a host would run it, unless that
+/// path is not the one the guest has it at.
+fn argv0(config: &Config, shares: &share::Plan) -> PathBuf {
     match &shares.exec {
-        Some(exec) if shares.bind_main && *exec != config.binary => exec,
-        Some(_) => &config.binary,
-        None => Path::new(virtrun_protocol::MAIN_PATH),
+        Some(exec) if shares.bind_main && *exec != config.binary => exec.clone(),
+        Some(_) => config.binary.clone(),
+        None => initramfs::main_link(&config.binary, &config.add_files)
+            .map_or_else(|| PathBuf::from(virtrun_protocol::MAIN_PATH), PathBuf::from),
     }
 }
 

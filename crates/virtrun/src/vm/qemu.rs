@@ -378,6 +378,17 @@ impl Invocation {
     /// The full argv (without the program). `fds[i]` is the host end of
     /// `self.channels()[i]` as QEMU will see it.
     pub fn args(&self, fds: &[i32]) -> Vec<OsString> {
+        let mut a = self.machine_args();
+        a.extend(self.channel_args(fds));
+        a.extend(self.disk_args());
+        a.extend(self.net_args());
+        a.extend(self.share_args());
+        a
+    }
+
+    /// The machine, its CPUs and memory, the kernel, initramfs and command
+    /// line; nothing of QEMU's defaults or the user's configuration.
+    fn machine_args(&self) -> Vec<OsString> {
         let mut a: Vec<OsString> = Vec::new();
         let mut push = |items: &[&str]| a.extend(items.iter().map(OsString::from));
         push(&[
@@ -406,8 +417,14 @@ impl Invocation {
         a.push(self.initrd.clone().into());
         a.push("-append".into());
         a.push(self.kernel_cmdline());
-        let mut push = |items: &[&str]| a.extend(items.iter().map(OsString::from));
+        a
+    }
 
+    /// The channels: each a chardev on its fd, on a UART or a port of the
+    /// virtio serial device.
+    fn channel_args(&self, fds: &[i32]) -> Vec<OsString> {
+        let mut a: Vec<OsString> = Vec::new();
+        let mut push = |items: &[&str]| a.extend(items.iter().map(OsString::from));
         let virtio = self.layout() == Layout::Virtio;
         if virtio {
             // MSI-X needs ACPI, which `acpi=off` (one CPU) leaves out: the
@@ -441,31 +458,31 @@ impl Invocation {
             if on_uart {
                 push(&["-serial", &format!("chardev:{id}")]);
             } else {
-                let device = match channel {
-                    // Numbered like the original's ports, and consoles as
-                    // there: port N is /dev/hvcN (SPEC §3a), which the
-                    // kernel numbers in port order, hence the console on
-                    // port 0 too. (Serial ports would be 8 times faster, but
-                    // inits written for the original look for hvcN.)
-                    Channel::Port(n) => format!("virtconsole,nr={n}"),
-                    Channel::VirtioConsole0 => "virtconsole,nr=0".to_string(),
-                    Channel::Role(role) => format!(
-                        "virtserialport,name={}",
-                        role.virtio_port_name().unwrap_or_default()
-                    ),
-                };
-                push(&["-device", &format!("{device},bus=vs.0,chardev={id}")]);
+                push(&[
+                    "-device",
+                    &format!("{},bus=vs.0,chardev={id}", port_device(channel)),
+                ]);
             }
         }
-        // As for the serial device: without ACPI (one CPU) a PCI device
-        // gets the legacy interrupt right away, not a kernel warning first.
-        let virtio_device = |kind: &str| match self.transport {
+        a
+    }
+
+    /// A virtio device of `kind` on the transport's bus. As for the serial
+    /// device: without ACPI (one CPU) a PCI device gets the legacy
+    /// interrupt right away, not a kernel warning first.
+    fn virtio_device(&self, kind: &str) -> String {
+        match self.transport {
             Transport::Mmio => format!("{kind}-device"),
             Transport::Pci | Transport::Isa if self.smp == 1 => format!("{kind}-pci,vectors=0"),
             Transport::Pci | Transport::Isa => format!("{kind}-pci"),
-        };
-        // Disks are told apart by their serial numbers: the kernel's names
-        // follow the probe order, which differs between transports.
+        }
+    }
+
+    /// The module tree's and the run's disks, read-only. They are told
+    /// apart by their serial numbers: the kernel's names follow the probe
+    /// order, which differs between transports.
+    fn disk_args(&self) -> Vec<OsString> {
+        let mut a: Vec<OsString> = Vec::new();
         let disks = [
             (&self.modules_image, "vrmods", MODULES_DISK_SERIAL),
             (&self.run_disk, "vrrun", RUN_DISK_SERIAL),
@@ -479,36 +496,65 @@ impl Invocation {
             a.push("-drive".into());
             a.push(file);
             a.push("-device".into());
-            a.push(format!("{},drive={id},serial={serial}", virtio_device("virtio-blk")).into());
-        }
-        let mut push = |items: &[&str]| a.extend(items.iter().map(OsString::from));
-        if self.net {
-            // QEMU's user network: the guest is 10.0.2.15, the host's
-            // loopback 10.0.2.2, QEMU's resolver 10.0.2.3 (the init sets
-            // them up). No port of the host is forwarded to the guest.
-            let device = virtio_device("virtio-net");
-            push(&[
-                "-netdev",
-                "user,id=vrnet",
-                "-device",
-                &format!("{device},netdev=vrnet"),
-            ]);
-        }
-        if self.host_share {
-            // One export of the whole root, whatever is shared: the guest's
-            // devices do not depend on the list. `multidevs=remap` keeps
-            // inode numbers unique across the host's file systems; with
-            // `security_model=none` files are read and written as the user
-            // running virtrun.
-            let device = virtio_device("virtio-9p");
-            push(&[
-                "-fsdev",
-                "local,id=vrfs,path=/,security_model=none,multidevs=remap",
-                "-device",
-                &format!("{device},fsdev=vrfs,mount_tag={HOST_SHARE_TAG}"),
-            ]);
+            let device = self.virtio_device("virtio-blk");
+            a.push(format!("{device},drive={id},serial={serial}").into());
         }
         a
+    }
+
+    /// With `-net user`, QEMU's user network: the guest is 10.0.2.15, the
+    /// host's loopback 10.0.2.2, QEMU's resolver 10.0.2.3 (the init sets
+    /// them up). No port of the host is forwarded to the guest.
+    fn net_args(&self) -> Vec<OsString> {
+        if !self.net {
+            return Vec::new();
+        }
+        let device = self.virtio_device("virtio-net");
+        [
+            "-netdev",
+            "user,id=vrnet",
+            "-device",
+            &format!("{device},netdev=vrnet"),
+        ]
+        .map(OsString::from)
+        .to_vec()
+    }
+
+    /// The host's root over virtio-9p, for `-hostRoot` and `-share`: one
+    /// export of the whole root, whatever is shared, so that the guest's
+    /// devices do not depend on the list. `multidevs=remap` keeps inode
+    /// numbers unique across the host's file systems; with
+    /// `security_model=none` files are read and written as the user running
+    /// virtrun.
+    fn share_args(&self) -> Vec<OsString> {
+        if !self.host_share {
+            return Vec::new();
+        }
+        let device = self.virtio_device("virtio-9p");
+        [
+            "-fsdev",
+            "local,id=vrfs,path=/,security_model=none,multidevs=remap",
+            "-device",
+            &format!("{device},fsdev=vrfs,mount_tag={HOST_SHARE_TAG}"),
+        ]
+        .map(OsString::from)
+        .to_vec()
+    }
+}
+
+/// The virtio serial device of a channel that is not on a UART.
+fn port_device(channel: Channel) -> String {
+    match channel {
+        // Numbered like the original's ports, and consoles as there: port N
+        // is /dev/hvcN, which the kernel numbers in port order, hence the
+        // console on port 0 too. (Serial ports would be 8 times faster, but
+        // inits written for the original look for hvcN.)
+        Channel::Port(n) => format!("virtconsole,nr={n}"),
+        Channel::VirtioConsole0 => "virtconsole,nr=0".to_string(),
+        Channel::Role(role) => format!(
+            "virtserialport,name={}",
+            role.virtio_port_name().unwrap_or_default()
+        ),
     }
 }
 

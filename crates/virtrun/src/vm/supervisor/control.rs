@@ -16,117 +16,160 @@ use virtrun_protocol::{Event, Frame, MAX_EVENT_LINE};
 /// forwarding.
 pub(super) type ControlWriter = Arc<Mutex<UnixStream>>;
 
-/// Reads events from the init.
+/// Reads events from the init into the report until the channel ends
+/// or the guest breaks the protocol.
 pub(super) fn read_control(stream: UnixStream, ctx: &ControlContext) {
-    let ControlContext {
-        stop_when_finished,
-        flow,
-        report,
-        outputs,
-        received,
-        writer,
-        handover,
-        trace,
-    } = ctx;
+    // The byte counts of the binary's streams, once the guest told them.
     let mut expected = None;
     // Reads wake up now and then, so that a file transfer can notice a stall.
     let _ = stream.set_read_timeout(Some(CONTROL_POLL));
     let mut reader = BufReader::new(stream);
     let mut line = Vec::new();
+    while let Some(event) = next_event(&mut reader, &mut line, &ctx.report) {
+        lock(&ctx.report).alive = true;
+        if !matches!(event, Event::StdinAck(_)) {
+            ctx.trace.log(|| format!("guest event: {event}"));
+        }
+        match event {
+            Event::Streams { stdout, stderr } => expected = Some([stdout, stderr]),
+            Event::ExitCode(code) => exit_code(ctx, code, expected),
+            Event::File { id, len, name } => {
+                if !receive(ctx, &mut reader, id, len, &name) {
+                    return;
+                }
+            }
+            other => record(ctx, other),
+        }
+    }
+}
+
+/// The next event line; `None` at the channel's end or after a line too
+/// long to be one (the report says so). Lines that are no event are
+/// skipped.
+fn next_event(
+    reader: &mut BufReader<UnixStream>,
+    line: &mut Vec<u8>,
+    report: &Mutex<Report>,
+) -> Option<Event> {
     loop {
-        match read_line_capped(&mut reader, &mut line, MAX_EVENT_LINE) {
-            Ok(LineEnd::Eof) | Err(_) => break,
+        match read_line_capped(reader, line, MAX_EVENT_LINE) {
+            Ok(LineEnd::Eof) | Err(_) => return None,
             Ok(LineEnd::Full) => {
                 lock(report).protocol_error = Some(format!(
                     "an event line on the control channel is longer than {MAX_EVENT_LINE} bytes"
                 ));
-                return;
+                return None;
             }
             Ok(LineEnd::Line) => {}
         }
-        let Some(event) = Event::parse(line.strip_suffix(b"\n").unwrap_or(&line)) else {
-            continue;
-        };
-        lock(report).alive = true;
-        if !matches!(event, Event::StdinAck(_)) {
-            trace.log(|| format!("guest event: {event}"));
+        if let Some(event) = Event::parse(line.strip_suffix(b"\n").unwrap_or(line)) {
+            return Some(event);
         }
-        let (lock_flow, cv) = &**flow;
-        match event {
-            Event::Parked => {
-                lock(report).parked = true;
-                match handover.parked(writer) {
-                    Ok(saved) => lock(report).saved = saved,
-                    Err(e) => trace.log(|| format!("resuming the guest: {e}")),
-                }
+    }
+}
+
+/// An event that only changes the report or the flow of stdin.
+fn record(ctx: &ControlContext, event: Event) {
+    let ControlContext {
+        flow,
+        report,
+        writer,
+        handover,
+        trace,
+        ..
+    } = ctx;
+    let (flow_lock, cv) = &**flow;
+    match event {
+        Event::Parked => {
+            lock(report).parked = true;
+            match handover.parked(writer) {
+                Ok(saved) => lock(report).saved = saved,
+                Err(e) => trace.log(|| format!("resuming the guest: {e}")),
             }
-            Event::Resumed => lock(report).resumed = true,
-            Event::Ready => {
-                lock_flow.lock().unwrap_or_else(|p| p.into_inner()).ready = true;
-                cv.notify_all();
-            }
-            Event::StdinAck(n) => {
-                let mut f = lock_flow.lock().unwrap_or_else(|p| p.into_inner());
-                f.in_flight = f.in_flight.saturating_sub(n);
-                cv.notify_all();
-            }
-            Event::Started => lock(report).started = true,
-            Event::Times(t) => {
-                let ms = |us: u64| us as f64 / 1000.0;
-                trace.log(|| {
-                    format!(
-                        "guest clock: kernel start → init {:.1} ms, init → binary started {:.1} ms, \
-                         binary ran {:.1} ms, binary exit → exit code sent {:.1} ms",
-                        ms(t.init),
-                        ms(t.started.saturating_sub(t.init)),
-                        ms(t.exited.saturating_sub(t.started)),
-                        ms(t.reported.saturating_sub(t.exited))
-                    )
-                });
-            }
-            Event::Signaled(sig) => lock(report).signaled = Some(sig),
-            Event::OutOfMemory => lock(report).oom = true,
-            Event::Error(msg) => keep_error(&mut lock(report).init_errors, msg),
-            Event::Streams { stdout, stderr } => expected = Some([stdout, stderr]),
-            Event::ExitCode(code) => {
-                lock(report).exit_code = Some(code);
-                if let Some(expected) = expected {
-                    wait_for_streams(received, expected, trace);
-                    let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
-                    let _ = w.write_all(&Frame::Done.encode());
-                    // A guest without the host's files has nothing left to
-                    // do: it is not waited for to power off.
-                    if let Some(pid) = stop_when_finished {
-                        // SAFETY: kill(2) on QEMU, which cannot have been
-                        // reaped: it does not end before the guest has the
-                        // Done just written. No memory involved.
-                        unsafe { libc::kill(*pid, libc::SIGKILL) };
-                    }
-                }
-                trace.log(|| "exit code received; waiting for QEMU to end".into());
-            }
-            Event::File { id, len, name } => {
-                let target = output_target(outputs, id, &name);
-                let shown = match &target {
-                    Ok(t) => t.path().display().to_string(),
-                    Err(_) => format!("output {id}"),
-                };
-                // The announced bytes are read either way, to keep the
-                // channel in step.
-                let received = match target {
-                    Ok(t) => receive_file(&mut reader, len, Some(&t), FILE_STALL),
-                    Err(refused) => receive_file(&mut reader, len, None, FILE_STALL)
-                        .and(Err(io::Error::other(refused))),
-                };
-                match received {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                        lock(report).protocol_error = Some(format!("{shown}: {e}"));
-                        return;
-                    }
-                    Err(e) => keep_error(&mut lock(report).host_errors, format!("{shown}: {e}")),
-                }
-            }
+        }
+        Event::Resumed => lock(report).resumed = true,
+        Event::Ready => {
+            lock(flow_lock).ready = true;
+            cv.notify_all();
+        }
+        Event::StdinAck(n) => {
+            let mut f = lock(flow_lock);
+            f.in_flight = f.in_flight.saturating_sub(n);
+            cv.notify_all();
+        }
+        Event::Started => lock(report).started = true,
+        Event::Times(t) => {
+            let ms = |us: u64| us as f64 / 1000.0;
+            trace.log(|| {
+                format!(
+                    "guest clock: kernel start → init {:.1} ms, init → binary started {:.1} ms, \
+                     binary ran {:.1} ms, binary exit → exit code sent {:.1} ms",
+                    ms(t.init),
+                    ms(t.started.saturating_sub(t.init)),
+                    ms(t.exited.saturating_sub(t.started)),
+                    ms(t.reported.saturating_sub(t.exited))
+                )
+            });
+        }
+        Event::Signaled(sig) => lock(report).signaled = Some(sig),
+        Event::OutOfMemory => lock(report).oom = true,
+        Event::Error(msg) => keep_error(&mut lock(report).init_errors, msg),
+        // Handled by read_control.
+        Event::Streams { .. } | Event::ExitCode(_) | Event::File { .. } => {}
+    }
+}
+
+/// The binary's exit code: once the streams' bytes it announced (`expected`)
+/// arrived, the guest is told the host has everything.
+fn exit_code(ctx: &ControlContext, code: i32, expected: Option<[u64; 2]>) {
+    lock(&ctx.report).exit_code = Some(code);
+    if let Some(expected) = expected {
+        wait_for_streams(&ctx.received, expected, &ctx.trace);
+        let _ = lock(&ctx.writer).write_all(&Frame::Done.encode());
+        // A guest without the host's files has nothing left to do: it is
+        // not waited for to power off.
+        if let Some(pid) = ctx.stop_when_finished {
+            // SAFETY: kill(2) on QEMU, which cannot have been reaped: it
+            // does not end before the guest has the Done just written. No
+            // memory involved.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+    ctx.trace
+        .log(|| "exit code received; waiting for QEMU to end".into());
+}
+
+/// A file of output `id` (`len` bytes, named `name` in a directory
+/// output), written where the user asked. Its bytes are read either way,
+/// to keep the channel in step; false when it stopped arriving (the
+/// channel is out of step, the report says so).
+fn receive(
+    ctx: &ControlContext,
+    reader: &mut BufReader<UnixStream>,
+    id: u32,
+    len: u64,
+    name: &str,
+) -> bool {
+    let target = output_target(&ctx.outputs, id, name);
+    let shown = match &target {
+        Ok(t) => t.path().display().to_string(),
+        Err(_) => format!("output {id}"),
+    };
+    let received = match target {
+        Ok(t) => receive_file(reader, len, Some(&t), FILE_STALL),
+        Err(refused) => {
+            receive_file(reader, len, None, FILE_STALL).and(Err(io::Error::other(refused)))
+        }
+    };
+    match received {
+        Ok(()) => true,
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+            lock(&ctx.report).protocol_error = Some(format!("{shown}: {e}"));
+            false
+        }
+        Err(e) => {
+            keep_error(&mut lock(&ctx.report).host_errors, format!("{shown}: {e}"));
+            true
         }
     }
 }

@@ -70,7 +70,7 @@ impl Handover {
     /// is stopped (returns true); otherwise, or when saving failed (which
     /// costs only the snapshot), lets it go on.
     pub(super) fn parked(&self, control: &ControlWriter) -> io::Result<bool> {
-        let save = self.save.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let save = lock(&self.save).take();
         if let Some((qmp, snapshot)) = save {
             let started = Instant::now();
             let mut qmp = Qmp::connect(qmp, Instant::now() + SAVE_DEADLINE);
@@ -143,10 +143,7 @@ pub(super) fn resume(control: &Mutex<UnixStream>) -> io::Result<()> {
         secs: now.as_secs() as i64,
         nanos: now.subsec_nanos(),
     });
-    control
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .write_all(&frame.encode())
+    lock(control).write_all(&frame.encode())
 }
 
 /// Sends the run's archive (none: it was in the initramfs; only its length
@@ -156,7 +153,7 @@ pub(super) fn send_payload(
     payload: Option<(std::fs::File, u64)>,
     on_disk: bool,
 ) -> io::Result<u64> {
-    let mut c = control.lock().unwrap_or_else(|p| p.into_inner());
+    let mut c = lock(control);
     let Some((mut payload, len)) = payload else {
         c.write_all(&Frame::Payload(0).encode())?;
         return Ok(0);

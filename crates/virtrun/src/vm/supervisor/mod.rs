@@ -258,8 +258,8 @@ pub fn run(
         let _ = r.join();
     }
     {
-        let (lock, cv) = &*state.flow;
-        lock.lock().unwrap_or_else(|p| p.into_inner()).done = true;
+        let (flow, cv) = &*state.flow;
+        lock(flow).done = true;
         cv.notify_all();
     }
     let qemu_stderr = qemu_stderr.and_then(|h| h.join().ok()).unwrap_or_default();
@@ -553,8 +553,11 @@ fn start_readers(
     Ok((readers, control))
 }
 
-fn lock(report: &Mutex<Report>) -> std::sync::MutexGuard<'_, Report> {
-    report.lock().unwrap_or_else(|p| p.into_inner())
+/// Locks `m`, poisoned or not: a thread that panicked holding it left
+/// plain data (a report, counters, a socket) that is still the best there
+/// is, and the run must end cleanly either way.
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]

@@ -159,16 +159,10 @@ impl Watch<'_> {
 
     /// Sends `frame`, if the guest is ready to take it.
     pub(super) fn send_when_ready(&self, frame: &Frame) -> bool {
-        let ready = self
-            .state
-            .flow
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .ready;
+        let ready = lock(&self.state.flow.0).ready;
         match &self.control {
             Some(c) if ready => {
-                let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
+                let mut c = lock(c);
                 c.write_all(&frame.encode()).is_ok()
             }
             _ => false,

@@ -26,9 +26,9 @@ pub(super) fn for_each_chunk(mut from: impl Read, mut sink: impl FnMut(&[u8])) {
 /// [`STDIN_WINDOW`] bytes ahead of what it acknowledged, then end-of-file.
 /// Runs detached: it may block on a stdin that never ends.
 pub(super) fn pump_stdin(control: &Mutex<UnixStream>, flow: &Shared) {
-    let (lock, cv) = &**flow;
+    let (flow_lock, cv) = &**flow;
     let wait_until = |pred: &dyn Fn(&Flow) -> bool| -> bool {
-        let mut f = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut f = lock(flow_lock);
         while !pred(&f) && !f.done {
             f = cv.wait(f).unwrap_or_else(|p| p.into_inner());
         }
@@ -46,7 +46,7 @@ pub(super) fn pump_stdin(control: &Mutex<UnixStream>, flow: &Shared) {
             Err(_) => 0,
         };
         let send = |frame: Frame| {
-            let mut c = control.lock().unwrap_or_else(|p| p.into_inner());
+            let mut c = lock(control);
             c.write_all(&frame.encode())
         };
         if n == 0 {
@@ -56,7 +56,7 @@ pub(super) fn pump_stdin(control: &Mutex<UnixStream>, flow: &Shared) {
         if !wait_until(&|f| f.in_flight + n <= STDIN_WINDOW) {
             return;
         }
-        lock.lock().unwrap_or_else(|p| p.into_inner()).in_flight += n;
+        lock(flow_lock).in_flight += n;
         if send(Frame::Stdin(buf[..n].to_vec())).is_err() {
             return;
         }
