@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
-use virtrun_protocol::MODULES_DISK_SERIAL;
+use virtrun_protocol::{MODULES_DISK_SERIAL, module_name, normalize_module_name};
 use virtrun_sysinit::{Error, Result, disk, fs, kmod};
 
 /// The helper the kernel runs: the init's own executable.
@@ -159,14 +159,14 @@ pub fn helper(request: &str) -> ! {
 fn load(request: &str) -> std::io::Result<()> {
     let dir = tree();
     let deps = read_deps(&dir)?;
-    let name = request.replace('-', "_");
+    let name = normalize_module_name(request);
     let names: Vec<String> = if deps.contains_key(&name) {
         vec![name]
     } else {
         aliases(&dir, request)?
     };
     if names.is_empty() {
-        return if builtin(&dir, &request.replace('-', "_")) {
+        return if builtin(&dir, &normalize_module_name(request)) {
             Ok(())
         } else {
             Err(std::io::ErrorKind::NotFound.into())
@@ -206,13 +206,6 @@ fn read_deps(dir: &Path) -> std::io::Result<HashMap<String, (PathBuf, Vec<PathBu
             Some((name, (PathBuf::from(module), needs)))
         })
         .collect())
-}
-
-/// A module's name from its file: without directory and `.ko…`, `-` as `_`.
-fn module_name(path: &str) -> Option<String> {
-    let file = path.rsplit('/').next()?;
-    let stem = file.split(".ko").next()?;
-    Some(stem.replace('-', "_"))
 }
 
 /// The modules whose `modules.alias` patterns match `request`.

@@ -13,10 +13,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
-const HEADER_LEN: usize = 110;
-const MAGIC: &[u8] = b"070701";
-const TRAILER: &[u8] = b"TRAILER!!!";
-const TYPE_MASK: u32 = 0o170000;
+use virtrun_protocol::newc::{HEADER_LEN, MAGIC, TRAILER, mode};
 
 /// One header's fields that matter here.
 struct Header {
@@ -38,7 +35,7 @@ fn invalid(why: &str) -> io::Error {
 }
 
 fn parse_header(h: &[u8; HEADER_LEN]) -> io::Result<Header> {
-    if &h[..6] != MAGIC {
+    if &h[..6] != MAGIC.as_bytes() {
         return Err(invalid("not a newc cpio archive"));
     }
     let field = |i: usize| hex(&h[6 + 8 * i..14 + 8 * i]);
@@ -124,18 +121,18 @@ pub fn unpack(from: impl BufRead, root: &Path) -> Result<Vec<PathBuf>> {
         r.exact(&mut name).context(what)?;
         r.align().context(what)?;
         let name = name.strip_suffix(&[0]).unwrap_or(&name);
-        if name == TRAILER {
+        if name == TRAILER.as_bytes() {
             return Ok(paths);
         }
         let path = target(root, name).context(what)?;
         let what = || format!("unpack {}", path.display());
         let perm = h.mode & 0o7777;
-        match h.mode & TYPE_MASK {
-            0o040000 => match DirBuilder::new().mode(perm).create(&path) {
+        match h.mode & mode::TYPE_MASK {
+            mode::DIR => match DirBuilder::new().mode(perm).create(&path) {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 other => other.context(what)?,
             },
-            0o100000 => {
+            mode::FILE => {
                 let create = || {
                     OpenOptions::new()
                         .write(true)
@@ -158,13 +155,13 @@ pub fn unpack(from: impl BufRead, root: &Path) -> Result<Vec<PathBuf>> {
                         .context(what)?;
                 }
             }
-            0o120000 => {
+            mode::SYMLINK => {
                 let mut link = Vec::new();
                 r.copy(h.size, &mut link).context(what)?;
                 let _ = std::fs::remove_file(&path);
                 std::os::unix::fs::symlink(OsStr::from_bytes(&link), &path).context(what)?;
             }
-            0o020000 => {
+            mode::CHAR => {
                 let c = crate::sys::cstr(&path).context(what)?;
                 let dev = libc::makedev(h.rdev.0, h.rdev.1);
                 let _ = std::fs::remove_file(&path);

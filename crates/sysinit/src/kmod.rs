@@ -11,10 +11,7 @@ const MODULE_INIT_COMPRESSED_FILE: libc::c_uint = 4;
 
 /// Whether the kernel must be told the module file is compressed.
 fn is_compressed(path: &Path) -> bool {
-    let name = path.as_os_str().as_encoded_bytes();
-    [&b".ko.xz"[..], b".ko.zst", b".ko.gz"]
-        .iter()
-        .any(|ext| name.ends_with(ext))
+    virtrun_protocol::is_compressed_module(&path.to_string_lossy())
 }
 
 /// Loads one module file with `finit_module`. A module that is already loaded

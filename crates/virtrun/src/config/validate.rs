@@ -65,13 +65,15 @@ pub(super) fn validate(
 pub(super) fn module_ref(value: &OsString, cwd: &Path) -> Result<ModuleRef, ConfigError> {
     let b = value.as_bytes();
     let is_path = b.contains(&b'/')
-        || [&b".ko"[..], b".ko.xz", b".ko.zst", b".ko.gz"]
+        || virtrun_protocol::MODULE_SUFFIXES
             .iter()
-            .any(|ext| b.ends_with(ext));
+            .any(|ext| b.ends_with(ext.as_bytes()));
     if is_path {
         regular_file("-addModule", value, cwd).map(ModuleRef::Path)
     } else {
-        Ok(ModuleRef::Name(lossy(b).replace('-', "_")))
+        Ok(ModuleRef::Name(virtrun_protocol::normalize_module_name(
+            &lossy(b),
+        )))
     }
 }
 

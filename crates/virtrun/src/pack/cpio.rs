@@ -8,20 +8,8 @@
 
 use std::io::{self, Read, Write};
 
-const MAGIC: &str = "070701";
-const TRAILER: &str = "TRAILER!!!";
-
-/// File type bits of `st_mode`.
-pub mod mode {
-    /// Directory.
-    pub const DIR: u32 = 0o040000;
-    /// Regular file.
-    pub const FILE: u32 = 0o100000;
-    /// Symbolic link.
-    pub const SYMLINK: u32 = 0o120000;
-    /// Character device.
-    pub const CHAR: u32 = 0o020000;
-}
+pub use virtrun_protocol::newc::mode;
+use virtrun_protocol::newc::{MAGIC, TRAILER};
 
 /// Writes entries one after another; call [`Writer::finish`] at the end.
 #[derive(Debug)]

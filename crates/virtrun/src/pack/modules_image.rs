@@ -76,7 +76,7 @@ pub fn build_index(tree: &ModuleTree) -> Result<Index, KernelError> {
                     value
                         .split(',')
                         .filter(|d| !d.is_empty())
-                        .map(|d| d.replace('-', "_")),
+                        .map(virtrun_protocol::normalize_module_name),
                 ),
                 "alias" => alias.push_str(&format!("alias {value} {name}\n")),
                 _ => {}

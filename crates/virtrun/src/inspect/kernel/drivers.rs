@@ -1,4 +1,5 @@
-//! The driver catalogue: what a transport, the host's files, modules on demand and a NIC need of the guest kernel.
+//! The driver catalogue: what a transport, the host's files, modules on demand
+//! and a NIC need of the guest kernel.
 
 use crate::config::Transport;
 

@@ -1,4 +1,5 @@
-//! The kernel image's header: its architecture and release, from the boot header, the file name or the version banner.
+//! The kernel image's header: its architecture and release, from the boot
+//! header, the file name or the version banner.
 
 use super::*;
 use crate::inspect::elf::Arch;

@@ -1,4 +1,5 @@
-//! The module tree: its modules found by walking it, their `.modinfo`, dependencies resolved.
+//! The module tree: its modules found by walking it, their `.modinfo`,
+//! dependencies resolved.
 
 use super::*;
 use std::collections::{HashMap, HashSet};
@@ -7,16 +8,12 @@ use std::path::{Path, PathBuf};
 
 /// Kernel modules spell names with `_`; file names may use `-`.
 pub fn normalize(name: &str) -> String {
-    name.replace('-', "_")
+    virtrun_protocol::normalize_module_name(name)
 }
 
 /// The module name of a file: its name without `.ko` and compression suffix.
 pub(super) fn module_name(path: &Path) -> Option<String> {
-    let name = path.file_name()?.to_str()?;
-    let stem = [".ko", ".ko.xz", ".ko.zst", ".ko.gz"]
-        .iter()
-        .find_map(|ext| name.strip_suffix(ext))?;
-    Some(normalize(stem))
+    virtrun_protocol::module_name(path.file_name()?.to_str()?)
 }
 
 /// An installed or extracted `lib/modules/<release>` tree.
