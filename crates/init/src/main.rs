@@ -5,6 +5,14 @@
 //!
 //! All building blocks come from `virtrun-sysinit`; all knowledge of the
 //! host (channel roles, events, frames) from `virtrun-protocol`.
+//!
+//! Its parts, in the order of the guest's life: [`main`] and `run` (boot to
+//! the save point: modules, channels, the module tree and its [`modprobe`]
+//! helper, the NIC), [`receive`] (the run after the save point),
+//! [`share`] (the host's files), [`binary`] (the binary as a job, its end
+//! reported), [`streams`](mod@streams) (its streams, on resident threads: threads made
+//! before the save point that never exit). The words are those of
+//! `virtrun-protocol`.
 
 mod binary;
 mod loader;

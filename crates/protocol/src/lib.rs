@@ -66,6 +66,32 @@
 //! The binary's arguments reach a standalone init through the kernel command
 //! line, after `--`, as its `argv`.
 
+//!
+//! # Parts
+//!
+//! Where things are in the guest (paths, disks, the share's tag); the
+//! channels and standalone ports; the configurations the init reads
+//! ([`GuestConfig`], [`BootConfig`], [`LoaderConfig`]); [`Frame`]s and
+//! [`Event`]s; the rules both sides apply to kernel modules' names
+//! ([`module_name`]) and to `newc` archives ([`newc`]).
+//!
+//! Words used throughout, host and guest alike:
+//! - *payload*: the user's binary and what it brings (its libraries, the
+//!   `-addFile` files, its modules);
+//! - *the run*: one execution of the payload in a guest; everything after
+//!   the *save point* (where the guest *parks*, and where a snapshot is
+//!   taken) belongs to it;
+//! - *identity*: what a guest was booted from (kernel, QEMU, machine,
+//!   memory, transport, NIC, init); a snapshot is keyed by it;
+//! - *transport*: how host and guest talk: a *layout* of *channels* (the
+//!   log, control, stdout, stderr) on ISA UARTs or virtio serial ports; a
+//!   standalone init's numbered devices are *ports*;
+//! - *frame*: what the host sends on the control channel; *event*: what
+//!   the guest sends back, one line each;
+//! - *output*: a file the binary writes in the guest that comes back to the
+//!   host (go test's profiles, `LLVM_PROFILE_FILE`'s directory);
+//! - *job*: the binary as a process: the leader of its own process group in
+//!   PID 1's session.
 #![deny(missing_docs)]
 
 mod channels;

@@ -72,6 +72,33 @@
 //! framing of stdin) lives in `virtrun_protocol`; this crate only implements
 //! the guest side of it.
 
+//!
+//! # Parts
+//!
+//! [`setup`] (the system: mounts, modules, interfaces, links) with [`fs`],
+//! [`kmod`], [`net`] and [`stdio`]; [`channel`], [`console`] and
+//! [`transport`] (the host's devices); [`process`] (spawning the binary as
+//! a job, reaping, signals); [`pty`]; [`cpio`] and [`disk`] (a warm run's
+//! files); [`fresh`] (entropy and the clock after a restore); [`power`];
+//! [`log`].
+//!
+//! Words used throughout, host and guest alike:
+//! - *payload*: the user's binary and what it brings (its libraries, the
+//!   `-addFile` files, its modules);
+//! - *the run*: one execution of the payload in a guest; everything after
+//!   the *save point* (where the guest *parks*, and where a snapshot is
+//!   taken) belongs to it;
+//! - *identity*: what a guest was booted from (kernel, QEMU, machine,
+//!   memory, transport, NIC, init); a snapshot is keyed by it;
+//! - *transport*: how host and guest talk: a *layout* of *channels* (the
+//!   log, control, stdout, stderr) on ISA UARTs or virtio serial ports; a
+//!   standalone init's numbered devices are *ports*;
+//! - *frame*: what the host sends on the control channel; *event*: what
+//!   the guest sends back, one line each;
+//! - *output*: a file the binary writes in the guest that comes back to the
+//!   host (go test's profiles, `LLVM_PROFILE_FILE`'s directory);
+//! - *job*: the binary as a process: the leader of its own process group in
+//!   PID 1's session.
 #![deny(missing_docs)]
 
 pub mod channel;

@@ -1,5 +1,6 @@
 //! Turns what happened into virtrun's exit code and its one-line message
-//! (SPEC §3, the exit code table). Pure: a [`Report`] in, an [`Outcome`] out.
+//! (docs/reference.md#exit-codes, the exit code table). Pure: a [`Report`] in,
+//! an [`Outcome`] out.
 
 use crate::vm::supervisor::Report;
 

@@ -1,7 +1,7 @@
-//! virtrun under test harnesses (SPEC §5, issue 6): `go test -exec` with go
-//! test's file flags rewritten and the files brought back (also for a test
-//! binary that is its own `-standalone` init), and `cargo test` with virtrun
-//! as the target runner, coverage included.
+//! virtrun under test harnesses (docs/reference.md#go-test--exec, issue 6): `go
+//! test -exec` with go test's file flags rewritten and the files brought back
+//! (also for a test binary that is its own `-standalone` init), and `cargo
+//! test` with virtrun as the target runner, coverage included.
 //!
 //! The guests boot the Debian kernel under emulation (`-nokvm`); each `go test`
 //! of the one package and each `cargo test` of the one unit-test binary is one
@@ -388,17 +388,16 @@ fn go_test_exec_with_profiles_and_coverage() {
     assert_eq!(std::fs::read(&kept).unwrap(), b"host content\n");
 }
 
-/// `go test -exec "virtrun -standalone ..."` with a test binary that is its
-/// own init (`tests/data/goinit`: a `TestMain` on a small stdlib-only init
-/// package written against the standalone contract of SPEC §3a, as inits
-/// built with the original's Go `sysinit` are, ports left in the tty's
-/// default mode, which turns `\n` into `\r\n`). Over virtio the cover
-/// profile, CPU profile and trace come back on ports 2, 3, 4 and go's tools
-/// read them (go test itself takes the cover profile only if it begins with
-/// `mode: set\n` exactly, and the others are binary); over the ISA UARTs the
-/// cover profile does, and a failing test
-/// makes go test fail, its exit code told with the marker of the original's
-/// newer `sysinit` (`SYSINIT_EXIT_CODE: 1`).
+/// `go test -exec "virtrun -standalone ..."` with a test binary that is its own
+/// init (`tests/data/goinit`: a `TestMain` on a small stdlib-only init package
+/// written against the standalone contract of docs/reference.md#channels, as
+/// inits built with the original's Go `sysinit` are, ports left in the tty's
+/// default mode, which turns `\n` into `\r\n`). Over virtio the cover profile,
+/// CPU profile and trace come back on ports 2, 3, 4 and go's tools read them
+/// (go test itself takes the cover profile only if it begins with `mode: set\n`
+/// exactly, and the others are binary); over the ISA UARTs the cover profile
+/// does, and a failing test makes go test fail, its exit code told with the
+/// marker of the original's newer `sysinit` (`SYSINIT_EXIT_CODE: 1`).
 #[test]
 fn go_test_exec_standalone_with_profiles() {
     let m = GoModule::of("goinit");

@@ -1,7 +1,8 @@
-//! The host's files in the guest (SPEC §2b): `-hostRoot` (the host's root
-//! under a throw-away overlay, the repository writable through) and
-//! `-share` (host directories writable through, in either mode). They need
-//! a kernel with 9p: Debian's generic kernel, which `scripts/setup` fetches.
+//! The host's files in the guest (docs/reference.md#what-the-guest-sees):
+//! `-hostRoot` (the host's root under a throw-away overlay, the repository
+//! writable through) and `-share` (host directories writable through, in either
+//! mode). They need a kernel with 9p: Debian's generic kernel, which
+//! `scripts/setup` fetches.
 
 mod common;
 

@@ -164,11 +164,11 @@ fn file_content(name: &str) -> Vec<u8> {
     content
 }
 
-/// go test's file flags in standalone mode (SPEC §3a): virtrun points them at
-/// ports 2, 3, … in argument order, the init links those to `/dev/virtrunN`,
-/// and what it writes there lands byte for byte in the host files the flags
-/// named (relative ones in virtrun's working directory), created only now.
-/// `files` flags are given; `transport` carries them.
+/// go test's file flags in standalone mode (docs/reference.md#channels):
+/// virtrun points them at ports 2, 3, … in argument order, the init links those
+/// to `/dev/virtrunN`, and what it writes there lands byte for byte in the host
+/// files the flags named (relative ones in virtrun's working directory),
+/// created only now. `files` flags are given; `transport` carries them.
 fn go_test_files_reach_the_host(transport: &'static str, files: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let untouched = dir.path().join("never.out");

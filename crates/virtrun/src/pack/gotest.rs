@@ -1,7 +1,7 @@
-//! go test's file flags (SPEC §5): a test binary run by `go test -exec
-//! virtrun` is told where to write coverage and profiles on the host; in the
-//! guest those paths do not exist. The flags are pointed at guest files, and
-//! the files travel back to the host paths after the run.
+//! go test's file flags (docs/reference.md#go-test--exec): a test binary run by
+//! `go test -exec virtrun` is told where to write coverage and profiles on the
+//! host; in the guest those paths do not exist. The flags are pointed at guest
+//! files, and the files travel back to the host paths after the run.
 
 use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -29,10 +29,11 @@ const GUEST_OUTPUTDIR: &str = "/tmp";
 pub enum Target {
     /// Our own init: files under [`GUEST_DIR`], sent back after the run.
     Files,
-    /// A standalone init: each file flag points at the next host port from 2
-    /// on ([`standalone_port_path`]), whose bytes QEMU passes to the host
-    /// file as they come (SPEC §3a). `-test.gocoverdir` stays in the guest
-    /// (`/tmp`), as with the original: a directory cannot travel on a port.
+    /// A standalone init: each file flag points at the next host port from 2 on
+    /// ([`standalone_port_path`]), whose bytes QEMU passes to the host file as
+    /// they come (docs/reference.md#channels). `-test.gocoverdir` stays in the
+    /// guest (`/tmp`), as with the original: a directory cannot travel on a
+    /// port.
     Ports,
 }
 

@@ -1,13 +1,14 @@
 //! The initramfs: first a plan of what goes where (pure, no I/O), then the
 //! archive written from it.
 //!
-//! Layout (SPEC §2): `/init`, `/main`, `/data/<file>`, `/lib/<library>`,
-//! `/lib/modules/NNNN-<module>`, `/etc/hosts`, the empty mount points, and
-//! every host directory a library came from as a symlink to `/lib`, so that
-//! the interpreter path and RUNPATHs resolve inside the guest. Beyond the
-//! original (SPEC §2b), what every Linux program may assume: `/etc/passwd`
-//! and `/etc/group` with root and nobody, `/etc/hostname`, `/var/tmp`, and
-//! `/tmp` and `/var/tmp` writable by anyone.
+//! Layout (docs/reference.md#hermetic-guest-the-default): `/init`, `/main`,
+//! `/data/<file>`, `/lib/<library>`, `/lib/modules/NNNN-<module>`,
+//! `/etc/hosts`, the empty mount points, and every host directory a library
+//! came from as a symlink to `/lib`, so that the interpreter path and RUNPATHs
+//! resolve inside the guest. Beyond the original
+//! (docs/reference.md#what-the-guest-sees), what every Linux program may
+//! assume: `/etc/passwd` and `/etc/group` with root and nobody,
+//! `/etc/hostname`, `/var/tmp`, and `/tmp` and `/var/tmp` writable by anyone.
 
 use crate::inspect::kernel::{Compression, Kernel};
 use crate::inspect::libs::Resolved;

@@ -1,6 +1,7 @@
-//! The host's files in the guest (`-hostRoot`, `-share`, SPEC §2b): which
-//! host directories write through, where the binary runs from and in which
-//! directory. Pure but for looking for a repository's `.git` or `.hg`.
+//! The host's files in the guest (`-hostRoot`, `-share`,
+//! docs/reference.md#what-the-guest-sees): which host directories write
+//! through, where the binary runs from and in which directory. Pure but for
+//! looking for a repository's `.git` or `.hg`.
 
 use crate::config::Config;
 use std::path::{Path, PathBuf};

@@ -175,7 +175,8 @@ fn check_file_ports(transport: Transport, files: usize) -> Result<(), QemuError>
     Ok(())
 }
 
-/// Checks the transport against the machine (SPEC §6).
+/// Checks the transport against the machine
+/// (docs/reference.md#architectures-and-qemu).
 pub fn check_transport(machine: &str, transport: Transport) -> Result<(), QemuError> {
     let hint = match (machine, transport) {
         ("virt", Transport::Isa) => ": use mmio or pci",

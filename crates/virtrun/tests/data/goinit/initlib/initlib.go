@@ -1,12 +1,12 @@
 // Package initlib makes a Go test binary a virtrun standalone init, the way
 // inits built with the original virtrun's Go sysinit package do it, written
-// only against virtrun's standalone contract (SPEC §3a): port 0 is the kernel
-// console and takes the exit marker, port 1 the binary's stdout, ports 2, 3,
-// … the files go test's flags name, each linked to /dev/virtrunN. Like the
-// original's sysinit, it leaves the ports (ttys) in their default mode, so
-// each \n it writes reaches the host as \r\n, and it loads no kernel module:
-// on a kernel whose virtio drivers are modules, virtrun's loader loads them
-// before this init starts.
+// only against virtrun's standalone contract (docs/reference.md#channels): port
+// 0 is the kernel console and takes the exit marker, port 1 the binary's
+// stdout, ports 2, 3, … the files go test's flags name, each linked to
+// /dev/virtrunN. Like the original's sysinit, it leaves the ports (ttys) in
+// their default mode, so each \n it writes reaches the host as \r\n, and it
+// loads no kernel module: on a kernel whose virtio drivers are modules,
+// virtrun's loader loads them before this init starts.
 //
 // It uses nothing but the standard library, so the test module builds
 // offline.
