@@ -9,7 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use virtrun_protocol::{CONFIG_PATH, Event, Frame, GuestConfig, MODULES_DIR};
 use virtrun_sysinit::channel::{EventSender, FrameReader};
-use virtrun_sysinit::{cpio, disk, fresh, fs, kmod, log};
+use virtrun_sysinit::{cpio, disk, fs, kmod, log, resume};
 
 /// Parks (the save point), then takes the host's entropy and clock and the
 /// run's files: none when they were in the initramfs, an archive unpacked
@@ -31,13 +31,13 @@ pub(super) fn receive_run(
         )
     };
     let control = |e| virtrun_sysinit::Error::new("read control", e);
-    let pool = fresh::Pool::open()?;
+    let pool = resume::Pool::open()?;
     events
         .send(&Event::Parked)
         .map_err(|e| virtrun_sysinit::Error::new("send parked", e))?;
     match frames.next_frame().map_err(control)? {
         Some(Frame::Resume(resume)) => {
-            fresh::apply(&pool, &resume)?;
+            resume::apply(&pool, &resume)?;
             step("resumed: entropy and clock from the host");
         }
         Some(other) => return Err(unexpected("expected resume", other)),

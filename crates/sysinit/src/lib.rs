@@ -79,7 +79,7 @@
 //! [`kmod`], [`net`] and [`stdio`]; [`channel`], [`console`] and
 //! [`transport`] (the host's devices); [`process`] (spawning the binary as
 //! a job, reaping, signals); [`pty`]; [`cpio`] and [`disk`] (a warm run's
-//! files); [`fresh`] (entropy and the clock after a restore); [`power`];
+//! files); [`resume`] (entropy and the clock for the run); [`power`];
 //! [`log`].
 //!
 //! Words used throughout, host and guest alike:
@@ -105,7 +105,6 @@ pub mod channel;
 pub mod console;
 pub mod cpio;
 pub mod disk;
-pub mod fresh;
 pub mod fs;
 mod init;
 pub mod kmod;
@@ -114,6 +113,7 @@ pub mod net;
 pub mod power;
 pub mod process;
 pub mod pty;
+pub mod resume;
 pub mod setup;
 pub mod stdio;
 mod sys;

@@ -9,7 +9,7 @@ use virtrun_protocol::GUEST_OWN_DIRS;
 
 /// What the guest gets of the host's files.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Plan {
+pub struct Shares {
     /// Host directories at the same path in the guest, writable through, in
     /// order: with `-hostRoot` the working directory's repository first,
     /// then each `-share`.
@@ -35,9 +35,9 @@ pub enum ShareError {
 }
 
 /// The plan for `config`, run in `cwd`.
-pub fn plan(config: &Config, cwd: &Path) -> Result<Plan, ShareError> {
+pub fn plan(config: &Config, cwd: &Path) -> Result<Shares, ShareError> {
     if !config.host_root && config.shares.is_empty() {
-        return Ok(Plan::default());
+        return Ok(Shares::default());
     }
     if config.standalone {
         return Err(ShareError::Standalone);
@@ -59,10 +59,10 @@ pub fn plan(config: &Config, cwd: &Path) -> Result<Plan, ShareError> {
             .iter()
             .any(|w| cwd.starts_with(w))
             .then(|| cwd.to_path_buf());
-        return Ok(Plan {
+        return Ok(Shares {
             writable,
             cwd,
-            ..Plan::default()
+            ..Shares::default()
         });
     }
     // The guest resolves symlinks in its own root, where /tmp is its own:
@@ -72,7 +72,7 @@ pub fn plan(config: &Config, cwd: &Path) -> Result<Plan, ShareError> {
         .canonicalize()
         .unwrap_or_else(|_| config.binary.clone());
     let bind_main = !visible(&binary, &writable);
-    Ok(Plan {
+    Ok(Shares {
         exec: Some(binary),
         bind_main,
         cwd: Some(cwd.to_path_buf()),

@@ -83,7 +83,7 @@ pub(super) fn guest_env(
 /// ([`initramfs::main_link`]), else `/main`; under `-hostRoot` the path
 /// virtrun was given, made absolute, as a host would run it, unless that
 /// path is not the one the guest has it at.
-fn argv0(config: &Config, shares: &share::Plan) -> PathBuf {
+fn argv0(config: &Config, shares: &share::Shares) -> PathBuf {
     match &shares.exec {
         Some(exec) if shares.bind_main && *exec != config.binary => exec.clone(),
         Some(_) => config.binary.clone(),
@@ -98,7 +98,7 @@ pub(super) fn guest_config(
     config: &Config,
     args: &[OsString],
     cwd: &Path,
-    shares: &share::Plan,
+    shares: &share::Shares,
     outputs: &mut Vec<gotest::Output>,
     tty: Option<WindowSize>,
     trace: &Trace,

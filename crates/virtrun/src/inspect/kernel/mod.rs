@@ -194,95 +194,109 @@ impl Kernel {
         user: &[crate::config::ModuleRef],
     ) -> Result<ModulePlan, KernelError> {
         use crate::config::ModuleRef;
-        let mut files: Vec<PathBuf> = Vec::new();
-        let push = |list: Vec<PathBuf>, files: &mut Vec<PathBuf>| {
-            for f in list {
+        let (transport, doubt) = match &self.modules {
+            Some(tree) => self.drivers_from_tree(tree, drivers)?,
+            None => (Vec::new(), self.drivers_without_tree(drivers)?),
+        };
+        let mut files = transport.clone();
+        for m in user {
+            let found = match m {
+                ModuleRef::Path(p) => vec![p.clone()],
+                ModuleRef::Name(name) => self
+                    .modules
+                    .as_ref()
+                    .ok_or_else(|| KernelError::NoTreeForName(name.clone()))?
+                    .resolve(&[name])?,
+            };
+            for f in found {
                 if !files.contains(&f) {
                     files.push(f);
                 }
             }
-        };
-        let mut doubt = None;
-        match &self.modules {
-            Some(tree) => {
-                let (known, unknown): (Vec<&Driver>, Vec<&Driver>) = drivers
-                    .iter()
-                    .partition(|d| tree.is_builtin(d.module) || tree.file(d.module).is_some());
-                if let Some(d) = unknown.iter().find(|d| {
-                    self.config.as_ref().and_then(|c| c.get(d.option)).is_none()
-                        && self.config.is_some()
-                }) {
-                    return Err(self.absent(d));
-                }
-                let wanted: Vec<&str> = known.iter().map(|d| d.module).collect();
-                push(tree.resolve(&wanted)?, &mut files);
-                // Not in the tree nor listed as built in: built in by a
-                // kernel without modules.builtin, or missing.
-                if let Some(d) = unknown
-                    .iter()
-                    .find(|d| self.config.as_ref().and_then(|c| c.get(d.option)) != Some("y"))
-                {
-                    doubt = Some(format!(
-                        "{} may be missing: it is neither in {} nor listed as built in",
-                        d.module,
-                        tree.root.display()
-                    ));
-                }
-            }
-            None => {
-                for d in drivers {
-                    let value = self
-                        .config
-                        .as_ref()
-                        .map(|c| c.get(d.option).unwrap_or("not set"));
-                    match value {
-                        Some("y") => {}
-                        Some("not set") => return Err(self.absent(d)),
-                        Some(value) => {
-                            return Err(KernelError::DriverMissing {
-                                release: self.release.clone().unwrap_or_else(|| "?".into()),
-                                option: d.option,
-                                value: value.to_string(),
-                                driver: d.module,
-                                looked: self
-                                    .looked
-                                    .iter()
-                                    .map(|p| p.display().to_string())
-                                    .collect::<Vec<_>>()
-                                    .join(", "),
-                            });
-                        }
-                        None => {
-                            doubt.get_or_insert_with(|| {
-                                format!(
-                                    "{} may be missing: the kernel's config and module tree were not found",
-                                    d.module
-                                )
-                            });
-                        }
-                    }
-                }
-            }
         }
-        let transport_count = files.len();
-        for m in user {
-            match m {
-                ModuleRef::Path(p) => push(vec![p.clone()], &mut files),
-                ModuleRef::Name(name) => {
-                    let tree = self
-                        .modules
-                        .as_ref()
-                        .ok_or_else(|| KernelError::NoTreeForName(name.clone()))?;
-                    push(tree.resolve(&[name])?, &mut files);
-                }
-            }
-        }
-        let user = files.split_off(transport_count);
+        let user = files.split_off(transport.len());
         Ok(ModulePlan {
             transport: files,
             user,
             doubt,
         })
+    }
+
+    /// The files of `drivers` (with their dependencies) in `tree`, and a
+    /// doubt about one that is neither there nor known to be built in. A
+    /// driver the kernel's config says it lacks is an error.
+    fn drivers_from_tree(
+        &self,
+        tree: &ModuleTree,
+        drivers: &[Driver],
+    ) -> Result<(Vec<PathBuf>, Option<String>), KernelError> {
+        let option = |d: &Driver| self.config.as_ref().and_then(|c| c.get(d.option));
+        let (known, unknown): (Vec<&Driver>, Vec<&Driver>) = drivers
+            .iter()
+            .partition(|d| tree.is_builtin(d.module) || tree.file(d.module).is_some());
+        if let Some(d) = unknown
+            .iter()
+            .find(|d| self.config.is_some() && option(d).is_none())
+        {
+            return Err(self.absent(d));
+        }
+        let wanted: Vec<&str> = known.iter().map(|d| d.module).collect();
+        let mut files: Vec<PathBuf> = Vec::new();
+        for f in tree.resolve(&wanted)? {
+            if !files.contains(&f) {
+                files.push(f);
+            }
+        }
+        // Not in the tree nor listed as built in: built in by a kernel
+        // without modules.builtin, or missing.
+        let doubt = unknown.iter().find(|d| option(d) != Some("y")).map(|d| {
+            format!(
+                "{} may be missing: it is neither in {} nor listed as built in",
+                d.module,
+                tree.root.display()
+            )
+        });
+        Ok((files, doubt))
+    }
+
+    /// Without a module tree, `drivers` must be built in: an error for one
+    /// the config has as a module or not at all; a doubt when there is no
+    /// config to tell.
+    fn drivers_without_tree(&self, drivers: &[Driver]) -> Result<Option<String>, KernelError> {
+        let mut doubt = None;
+        for d in drivers {
+            let value = self
+                .config
+                .as_ref()
+                .map(|c| c.get(d.option).unwrap_or("not set"));
+            match value {
+                Some("y") => {}
+                Some("not set") => return Err(self.absent(d)),
+                Some(value) => {
+                    return Err(KernelError::DriverMissing {
+                        release: self.release.clone().unwrap_or_else(|| "?".into()),
+                        option: d.option,
+                        value: value.to_string(),
+                        driver: d.module,
+                        looked: self
+                            .looked
+                            .iter()
+                            .map(|p| p.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    });
+                }
+                None => {
+                    doubt.get_or_insert_with(|| {
+                        format!(
+                            "{} may be missing: the kernel's config and module tree were not found",
+                            d.module
+                        )
+                    });
+                }
+            }
+        }
+        Ok(doubt)
     }
 }
 

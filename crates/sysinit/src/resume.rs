@@ -1,4 +1,4 @@
-//! What makes a guest fresh for its run, whether it just booted or was
+//! Entropy and the clock for the run, whether the guest just booted or was
 //! restored from a snapshot that every restore starts from: the host's
 //! entropy in the random pool and the host's wall clock.
 
