@@ -557,15 +557,23 @@ fn go_test_exec_host_root_on_arm64() {
 /// A Rust integration test that opens its package's `Cargo.toml` by
 /// relative path, with virtrun `-hostRoot` as cargo's runner; another that
 /// runs an example through `cargo run`, whose runner, virtrun again in the
-/// guest, runs it directly (the target directory in the package, so that
-/// the guest sees what the host built).
+/// guest, runs it directly (virtrun and the target directory in the
+/// package, so that the guest sees them).
 #[test]
 fn cargo_test_host_root() {
     let c = Crate::of("rusthost");
-    let flags = format!(" {}", host_root_flags("amd64"));
+    // virtrun where the guest sees it, as an installed one is: the guest's
+    // /tmp (where the test's target directory may be) is its own.
+    let installed = c.root.join("bin/virtrun");
+    std::fs::create_dir_all(installed.parent().unwrap()).unwrap();
+    std::fs::copy(virtrun_bin(), &installed).unwrap();
     run(c
-        .cargo_test(&flags, &[])
-        .env("CARGO_TARGET_DIR", c.root.join("target")))
+        .cargo_test("", &[])
+        .env("CARGO_TARGET_DIR", c.root.join("target"))
+        .env(
+            "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER",
+            format!("{} {}", installed.display(), host_root_flags("amd64")),
+        ))
     .assert_success()
     .assert_stdout_contains("test reads_its_manifest_by_relative_path ... ok")
     .assert_stdout_contains("test runs_an_example_through_cargo ... ok");

@@ -13,6 +13,7 @@ pub(super) enum Flag {
     HostRoot,
     KeepInitramfs,
     Kernel,
+    Kernels,
     Machine,
     Memory,
     ModulesDir,
@@ -108,11 +109,22 @@ pub(super) const FLAGS: &[FlagSpec] = &[
         flag: Flag::Kernel,
         name: "kernel",
         value: Some("path"),
-        help: "path to kernel to use (default: kernels/<arch>/vmlinuz in the cache, \
+        help: "kernel to use: an image file, a directory with boot/vmlinuz and \
+               lib/modules/<release>, or an OCI image reference with a registry host \
+               (host[:port]/repository[:tag|@digest]) when no such file exists (default: kernels/<arch>/vmlinuz in the cache, \
                $VIRTRUN_CACHE or ~/.cache/virtrun, for the binary's architecture: amd64, \
                arm64 or riscv64, as scripts/setup makes it; \
                else, for the host's architecture, /boot/vmlinuz-$(uname -r) with \
                /lib/modules/$(uname -r))",
+    },
+    FlagSpec {
+        flag: Flag::Kernels,
+        name: "kernels",
+        value: Some("list"),
+        help: "kernels to run the binary under, each as -kernel takes one, in parallel; \
+               the first one's streams live, the others' after it, then a table. Flag may \
+               be used more than once, takes comma-separated lists; an empty value clears \
+               the list. Replaces -kernel",
     },
     FlagSpec {
         flag: Flag::Machine,

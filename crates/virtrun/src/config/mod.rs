@@ -28,6 +28,7 @@ mod error;
 mod flags;
 mod goflag;
 mod raw;
+pub mod reference;
 mod sources;
 mod validate;
 
@@ -76,6 +77,28 @@ impl Transport {
     }
 }
 
+/// Where a kernel comes from (`-kernel`, `-kernels`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KernelArg {
+    /// A kernel image: absolute, an existing file.
+    File(PathBuf),
+    /// A directory with the image in `boot/` and its modules in
+    /// `lib/modules/<release>` (an extracted package or image root):
+    /// absolute.
+    Dir(PathBuf),
+    /// An OCI image of that layout, when no file or directory has the name.
+    Image(reference::Reference),
+}
+
+impl std::fmt::Display for KernelArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KernelArg::File(p) | KernelArg::Dir(p) => write!(f, "{}", p.display()),
+            KernelArg::Image(r) => write!(f, "{r}"),
+        }
+    }
+}
+
 /// The guest's network (`-net`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Net {
@@ -107,9 +130,12 @@ impl Net {
 /// paths (`validate.rs`). Its default is what no flag changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// Kernel image: absolute, an existing regular file; `None` = found by
-    /// the binary's architecture ([`crate::inspect::discover`]).
-    pub kernel: Option<PathBuf>,
+    /// The kernel; `None` = found by the binary's architecture
+    /// ([`crate::inspect::discover`]).
+    pub kernel: Option<KernelArg>,
+    /// `-kernels`: several kernels, the binary run under each; when
+    /// given, in place of `kernel`.
+    pub kernels: Vec<KernelArg>,
     /// QEMU binary; `None` = default by arch. A value containing `/` is absolute
     /// and an existing regular file; otherwise a bare command name to look up in
     /// `PATH`.
@@ -173,6 +199,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             kernel: None,
+            kernels: Vec::new(),
             qemu_bin: None,
             machine: None,
             cpu: None,
@@ -318,6 +345,38 @@ mod tests {
     }
 
     #[test]
+    fn kernels_are_files_directories_or_image_references() {
+        let c = run_args(&[
+            "-kernels",
+            "/usr,ghcr.io/cilium/ci-kernels:6.6",
+            "-kernels",
+            KERNEL,
+            BINARY,
+        ]);
+        assert_eq!(
+            c.kernels,
+            [
+                KernelArg::Dir(PathBuf::from("/usr")),
+                KernelArg::Image(
+                    reference::Reference::parse("ghcr.io/cilium/ci-kernels:6.6").unwrap()
+                ),
+                KernelArg::File(PathBuf::from(KERNEL)),
+            ]
+        );
+        // A path that names nothing stays a path, and fails as one.
+        assert_eq!(
+            err_msg(&["-kernel", "kernels/vmlinuz", BINARY]),
+            "-kernel: /kernels/vmlinuz: no such file"
+        );
+        assert_eq!(
+            err_msg(&["-kernels", "/nonexistent/k", BINARY]),
+            "-kernels: /nonexistent/k: no such file"
+        );
+        let empty = run_args(&["-kernels", "/usr", "-kernels=", BINARY]);
+        assert!(empty.kernels.is_empty());
+    }
+
+    #[test]
     fn net_is_none_or_user() {
         assert_eq!(run_args(&["-kernel", KERNEL, BINARY]).net, Net::None);
         let user = run_args(&["-kernel", KERNEL, "-net", "user", BINARY]);
@@ -375,7 +434,8 @@ mod tests {
         assert_eq!(
             c,
             Config {
-                kernel: Some(PathBuf::from(KERNEL)),
+                kernel: Some(KernelArg::File(PathBuf::from(KERNEL))),
+                kernels: vec![],
                 qemu_bin: None,
                 machine: None,
                 cpu: None,
@@ -463,7 +523,7 @@ mod tests {
         }
         assert_eq!(
             run_args(&["--kernel=/etc/hostname", BINARY]).kernel,
-            Some(PathBuf::from(KERNEL))
+            Some(KernelArg::File(PathBuf::from(KERNEL)))
         );
     }
 
@@ -574,7 +634,7 @@ mod tests {
         let c = run_args(&[
             "-kernel", KERNEL, BINARY, "-kernel", "y", "--", "-", "a b", "-h", "--debug",
         ]);
-        assert_eq!(c.kernel, Some(PathBuf::from(KERNEL)));
+        assert_eq!(c.kernel, Some(KernelArg::File(PathBuf::from(KERNEL))));
         assert_eq!(
             c.args,
             os(&["-kernel", "y", "--", "-", "a b", "-h", "--debug"])
@@ -683,7 +743,7 @@ mod tests {
         assert_eq!(run_args(&[BINARY]).kernel, None);
         assert_eq!(
             run_args(&["-kernel", KERNEL, BINARY]).kernel,
-            Some(PathBuf::from(KERNEL))
+            Some(KernelArg::File(PathBuf::from(KERNEL)))
         );
         // An empty value unsets it.
         let mut s = src(&["-kernel=", BINARY]);
@@ -900,7 +960,7 @@ mod tests {
                 "bin/env",
             ])
         });
-        assert_eq!(c.kernel, Some(PathBuf::from(KERNEL)));
+        assert_eq!(c.kernel, Some(KernelArg::File(PathBuf::from(KERNEL))));
         assert_eq!(c.binary, PathBuf::from(BINARY));
         assert_eq!(
             c.add_files,
@@ -980,9 +1040,12 @@ mod tests {
     }
 
     #[test]
-    fn directories_are_rejected() {
-        let e = err(&src(&["-kernel", "/usr", BINARY]));
-        assert_eq!(e.to_string(), "-kernel: /usr: not a regular file");
+    fn directories_are_rejected_but_for_kernels() {
+        assert_eq!(
+            run_args(&["-kernel", "/usr", BINARY]).kernel,
+            Some(KernelArg::Dir(PathBuf::from("/usr")))
+        );
+        let e = err(&src(&["-kernel", KERNEL, "-addFile", "/usr/bin", BINARY]));
         assert!(!e.wants_usage());
         assert_eq!(
             err_msg(&["-kernel", KERNEL, "-addFile", "/usr/bin", BINARY]),
@@ -1063,7 +1126,7 @@ mod tests {
         assert_eq!(c.smp, 3);
         assert_eq!(c.machine.as_deref(), Some("file"));
         assert_eq!(c.cpu.as_deref(), Some("env"));
-        assert_eq!(c.kernel, Some(PathBuf::from(KERNEL)));
+        assert_eq!(c.kernel, Some(KernelArg::File(PathBuf::from(KERNEL))));
     }
 
     #[test]
@@ -1125,7 +1188,7 @@ mod tests {
             ..src(&[BINARY])
         };
         let c = run(&s);
-        assert_eq!(c.kernel, Some(PathBuf::from(KERNEL)));
+        assert_eq!(c.kernel, Some(KernelArg::File(PathBuf::from(KERNEL))));
         // One argument per line: inner spaces stay.
         assert_eq!(c.cpu.as_deref(), Some("max pmu=off"));
         assert!(c.debug);
@@ -1152,7 +1215,7 @@ mod tests {
             getenv: &getenv,
         };
         let c = run(&s);
-        assert_eq!(c.kernel, Some(PathBuf::from(KERNEL)));
+        assert_eq!(c.kernel, Some(KernelArg::File(PathBuf::from(KERNEL))));
         // Expanded, then trimmed.
         assert_eq!(c.cpu.as_deref(), Some("host"));
         // Expansion happens before splitting into lines.
@@ -1265,6 +1328,7 @@ mod tests {
                 "hostRoot",
                 "keepInitramfs",
                 "kernel",
+                "kernels",
                 "machine",
                 "memory",
                 "modulesDir",
@@ -1286,7 +1350,7 @@ mod tests {
         );
         let text = usage();
         assert!(text.starts_with("Usage: virtrun [flags...] binary [args...]\n"));
-        assert!(text.contains("\n  -kernel path\n    \tpath to kernel to use"));
+        assert!(text.contains("\n  -kernel path\n    \tkernel to use: an image file"));
         assert!(text.contains("\n  -nokvm\n    \t"));
         assert!(text.contains(&format!("(default {MEMORY_DEFAULT})")));
         assert!(text.contains(&format!("(default {SMP_DEFAULT})")));

@@ -14,6 +14,7 @@ pub(super) struct Raw {
     /// All but the paths and the binary.
     pub(super) config: Config,
     pub(super) kernel: Option<OsString>,
+    pub(super) kernels: Vec<OsString>,
     pub(super) qemu_bin: Option<OsString>,
     pub(super) add_files: Vec<OsString>,
     pub(super) shares: Vec<OsString>,
@@ -128,6 +129,7 @@ impl Raw {
                 self.config.gdb = u16::try_from(port).ok();
             }
             Flag::AddFile => extend_list(&mut self.add_files, value),
+            Flag::Kernels => extend_list(&mut self.kernels, value),
             Flag::Share => extend_list(&mut self.shares, value),
             Flag::AddModule => extend_list(&mut self.add_modules, value),
             Flag::ModulesDir => self.modules_dir = os(),

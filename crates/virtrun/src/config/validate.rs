@@ -2,7 +2,8 @@
 //! made absolute, complete the [`Config`] that parsing began.
 
 use super::raw::Raw;
-use super::{Config, ConfigError, ModuleRef, lossy};
+use super::reference::Reference;
+use super::{Config, ConfigError, KernelArg, ModuleRef, lossy};
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
@@ -17,8 +18,13 @@ pub(super) fn validate(
     let (binary, args) = positional.split_first().ok_or(ConfigError::NoBinary)?;
     let kernel = raw
         .kernel
-        .map(|k| regular_file("-kernel", &k, cwd))
+        .map(|k| kernel_arg("-kernel", &k, cwd))
         .transpose()?;
+    let kernels = raw
+        .kernels
+        .iter()
+        .map(|k| kernel_arg("-kernels", k, cwd))
+        .collect::<Result<_, _>>()?;
     let qemu_bin = match raw.qemu_bin {
         Some(q) if q.as_bytes().contains(&b'/') => Some(regular_file("-qemuBin", &q, cwd)?),
         other => other.map(PathBuf::from),
@@ -48,6 +54,7 @@ pub(super) fn validate(
     let binary = regular_file("binary", binary, cwd)?;
     Ok(Config {
         kernel,
+        kernels,
         qemu_bin,
         add_files,
         shares,
@@ -74,6 +81,22 @@ pub(super) fn module_ref(value: &OsString, cwd: &Path) -> Result<ModuleRef, Conf
         Ok(ModuleRef::Name(virtrun_protocol::normalize_module_name(
             &lossy(b),
         )))
+    }
+}
+
+/// A kernel: an existing file or directory (made absolute against `cwd`),
+/// else an image reference; anything else fails as a missing file.
+fn kernel_arg(what: &'static str, value: &OsString, cwd: &Path) -> Result<KernelArg, ConfigError> {
+    let path = absolute(cwd, Path::new(value));
+    match std::fs::metadata(&path) {
+        Ok(meta) if meta.is_dir() => Ok(KernelArg::Dir(path)),
+        Ok(_) => regular_file(what, value, cwd).map(KernelArg::File),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => value
+            .to_str()
+            .and_then(Reference::parse)
+            .map(KernelArg::Image)
+            .ok_or(ConfigError::Missing { what, path }),
+        Err(_) => regular_file(what, value, cwd).map(KernelArg::File),
     }
 }
 

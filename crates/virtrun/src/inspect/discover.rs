@@ -42,6 +42,17 @@ impl Places {
         let dir = self.cache.as_ref()?;
         Some(dir.join("kernels").join(arch.name()).join("vmlinuz"))
     }
+
+    /// The cache's generic kernel for `arch` (one with 9p, for the host's
+    /// files), as `scripts/setup` makes it.
+    pub fn cached_generic(&self, arch: Arch) -> Option<PathBuf> {
+        let dir = self.cache.as_ref()?;
+        Some(
+            dir.join("kernels")
+                .join(format!("{}-generic", arch.name()))
+                .join("vmlinuz"),
+        )
+    }
 }
 
 /// A kernel found, with the module tree to use when one was found with it.

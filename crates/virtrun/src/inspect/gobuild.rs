@@ -76,9 +76,10 @@ fn read_modules(binary: &Path) -> Option<String> {
     }
     let (_go_version, rest) = varint_string(&data[32..])?;
     let (modules, _) = varint_string(rest)?;
-    // Framed by 16-byte sentinels.
+    // Framed by 16-byte sentinels; it begins with the main package's path.
     let text = modules.get(16..modules.len().checked_sub(16)?)?;
-    Some(String::from_utf8_lossy(text).into_owned())
+    text.starts_with(b"path\t")
+        .then(|| String::from_utf8_lossy(text).into_owned())
 }
 
 /// A string prefixed by its length as an unsigned varint.
@@ -296,7 +297,14 @@ mod tests {
 
     #[test]
     fn a_binary_without_go_build_information() {
-        let (encoding, why) = port_encoding(Path::new("/proc/self/exe"));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("init");
+        // The magic alone, not at an aligned offset, then garbage.
+        let mut bytes = b"\x7fELF  ".to_vec();
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend([0xff; 64]);
+        std::fs::write(&file, bytes).unwrap();
+        let (encoding, why) = port_encoding(&file);
         assert_eq!(encoding, PortEncoding::Tty);
         assert_eq!(why, "no Go build information");
     }

@@ -9,4 +9,6 @@ pub mod elf;
 pub mod gobuild;
 pub mod kernel;
 pub mod libs;
+pub mod registry;
+pub mod source;
 pub mod vmlinux;

@@ -15,11 +15,11 @@ use kvm::use_kvm;
 
 pub use guest::FORWARDED_ENV;
 
-use crate::config::Config;
-use crate::inspect::discover;
+use crate::config::{Config, KernelArg};
 use crate::inspect::elf::{self, Arch};
 use crate::inspect::kernel::{Kernel, Needs, needed_drivers};
 use crate::inspect::libs::{Resolved, Resolver};
+use crate::inspect::{discover, registry, source};
 use crate::outcome::Outcome;
 use crate::pack::gotest;
 use crate::pack::share;
@@ -142,22 +142,16 @@ fn inspect(config: &Config, trace: &Trace) -> Result<(Arch, Kernel)> {
         );
     };
     trace.log(|| format!("binary inspected: {}", arch.name()));
-    let (image, modules_dir) = match &config.kernel {
-        Some(image) => (image.clone(), config.modules_dir.clone()),
-        None => {
-            let found = discover::find(arch, &discover::Places::host())?;
-            trace.log(|| format!("no -kernel: found {found:?}"));
-            let modules_dir = config.modules_dir.clone().or(found.modules_dir);
-            (found.image, modules_dir)
-        }
+    let kernel = match &config.kernel {
+        Some(arg) => given_kernel(arg, config, arch, trace)?,
+        None => default_kernel(config, arch, trace)?,
     };
-    let kernel = Kernel::inspect(&image, modules_dir.as_deref()).context("-kernel")?;
     if let Some(kernel_arch) = kernel.arch
         && kernel_arch != arch
     {
         bail!(
             "kernel {} is {} but binary {} is {} ({}): use a kernel of the binary's architecture",
-            image.display(),
+            kernel.image.display(),
             kernel_arch.name(),
             config.binary.display(),
             arch.name(),
@@ -165,6 +159,57 @@ fn inspect(config: &Config, trace: &Trace) -> Result<(Arch, Kernel)> {
         );
     }
     Ok((arch, kernel))
+}
+
+/// The kernel `-kernel` names: a file as it is, a directory's image and
+/// tree, an image reference pulled into the cache and used as a directory.
+fn given_kernel(arg: &KernelArg, config: &Config, arch: Arch, trace: &Trace) -> Result<Kernel> {
+    let found = match arg {
+        KernelArg::File(image) => source::Source {
+            image: image.clone(),
+            modules_dir: None,
+        },
+        KernelArg::Dir(dir) => source::in_directory(dir).context("-kernel")?,
+        KernelArg::Image(reference) => {
+            let dir = registry::pull(reference, arch, trace).context("-kernel")?;
+            source::in_directory(&dir).with_context(|| format!("-kernel {reference}"))?
+        }
+    };
+    trace.log(|| format!("kernel {arg}: {found:?}"));
+    let modules_dir = config.modules_dir.clone().or(found.modules_dir);
+    Kernel::inspect(&found.image, modules_dir.as_deref()).context("-kernel")
+}
+
+/// Without `-kernel`: the cache's kernel for the binary's architecture, else
+/// the host's. A run that needs the host's files (`-hostRoot`, `-share`)
+/// on a kernel whose configuration says it has no 9p takes the cache's
+/// generic kernel (`kernels/<arch>-generic/vmlinuz`) when that has it.
+fn default_kernel(config: &Config, arch: Arch, trace: &Trace) -> Result<Kernel> {
+    let places = discover::Places::host();
+    let found = discover::find(arch, &places)?;
+    trace.log(|| format!("no -kernel: found {found:?}"));
+    let modules_dir = config.modules_dir.clone().or(found.modules_dir);
+    let kernel = Kernel::inspect(&found.image, modules_dir.as_deref()).context("-kernel")?;
+    let shares = config.host_root || !config.shares.is_empty();
+    if !shares || kernel.has_9p() != Some(false) {
+        return Ok(kernel);
+    }
+    let Some(generic) = places.cached_generic(arch).filter(|p| p.is_file()) else {
+        trace.log(|| "the default kernel has no 9p, and the cache has no generic kernel".into());
+        return Ok(kernel);
+    };
+    match Kernel::inspect(&generic, config.modules_dir.as_deref()) {
+        Ok(g) if g.has_9p() != Some(false) => {
+            trace.log(|| {
+                format!(
+                    "the default kernel has no 9p, which -hostRoot and -share need: taking {}",
+                    generic.display()
+                )
+            });
+            Ok(g)
+        }
+        _ => Ok(kernel),
+    }
 }
 
 /// The shared libraries of the binary and the added files, from the host,

@@ -155,6 +155,17 @@ impl Kernel {
         })
     }
 
+    /// Whether the kernel has 9p over virtio (built in or as modules), by
+    /// its configuration; `None` without one.
+    pub fn has_9p(&self) -> Option<bool> {
+        let config = self.config.as_ref()?;
+        Some(
+            ["CONFIG_NET_9P_VIRTIO", "CONFIG_9P_FS"]
+                .iter()
+                .all(|o| matches!(config.get(o), Some("y" | "m"))),
+        )
+    }
+
     /// The error for a driver the kernel's configuration does not have.
     fn absent(&self, d: &Driver) -> KernelError {
         let hint = match d.purpose {
