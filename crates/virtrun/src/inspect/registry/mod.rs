@@ -6,8 +6,8 @@
 //! A pull asks for the reference's manifest (an index picks the binary's
 //! architecture; a plain manifest must be of it), verifies every blob
 //! against its digest before anything of it is used, applies the layers in
-//! order ([`layers`]) and installs the result under its manifest's digest
-//! ([`store`]), recording the kernel's release. A tag resolved within the
+//! order (`layers.rs`) and installs the result under its manifest's digest
+//! (`store.rs`), recording the kernel's release. A tag resolved within the
 //! last hour (`VIRTRUN_TAG_TTL` seconds) is used without asking the
 //! registry; one pulled before runs offline when the registry cannot be
 //! reached, saying so in one line.
