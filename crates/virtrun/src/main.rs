@@ -49,7 +49,18 @@ fn main() -> ExitCode {
     };
     let trace = Trace::new(start, config.debug);
     trace.log(|| "flags parsed".into());
-    match virtrun::run::run(&config, &trace) {
+    let mut config = config;
+    // A run of a kernel matrix is told its kernel.
+    if let Some(kernel) = virtrun::run::matrix::member_kernel() {
+        config.kernel = Some(kernel);
+        config.kernels.clear();
+    }
+    let ran = if config.kernels.is_empty() {
+        virtrun::run::run(&config, &trace)
+    } else {
+        virtrun::run::matrix::run(&config, &trace)
+    };
+    match ran {
         Ok(outcome) => {
             if let Some(msg) = &outcome.message {
                 say(&format!("virtrun: {msg}\n"));

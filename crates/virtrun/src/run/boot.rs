@@ -99,6 +99,8 @@ pub(super) struct Boot<'a> {
     /// Under -gdb: the gdb server's socket and how to attach.
     pub(super) gdb: Option<GdbServer>,
     pub(super) trace: &'a Trace,
+    /// The run ran in a restored guest (warm), as a matrix reports it.
+    pub(super) restored: bool,
 }
 
 impl Boot<'_> {
@@ -303,6 +305,7 @@ impl Boot<'_> {
                 match report.restore_failure {
                     None => {
                         identity.restored();
+                        self.restored = true;
                         return Ok(Restored::Ran(self.outcome(&report)));
                     }
                     Some(why) => why,

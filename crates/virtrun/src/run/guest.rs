@@ -110,6 +110,7 @@ pub(super) fn guest_config(
         Vec::new()
     } else if config.host_root {
         let mut env: Vec<Vec<u8>> = std::env::vars_os()
+            .filter(|(k, _)| !super::matrix::ENV.iter().any(|m| k == m))
             .map(|(k, v)| {
                 let mut kv = k.into_vec();
                 kv.push(b'=');

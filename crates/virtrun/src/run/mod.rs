@@ -5,6 +5,7 @@ mod boot;
 mod gdb;
 mod guest;
 mod kvm;
+pub mod matrix;
 pub mod nested;
 
 use archive::plan_archive;
@@ -34,6 +35,13 @@ use virtrun_protocol::WindowSize;
 /// Runs `config` and returns virtrun's outcome. Host-side failures are errors
 /// (exit 255); everything the guest did is in the outcome.
 pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
+    let (outcome, warm) = run_one(config, trace)?;
+    matrix::report(warm);
+    Ok(outcome)
+}
+
+/// As [`run`], and whether the run ran in a restored guest (warm).
+fn run_one(config: &Config, trace: &Trace) -> Result<(Outcome, bool)> {
     let mut signals = supervisor::catch_signals(config.tty).context("catching signals")?;
     let cache_max = crate::cache::max().map_err(anyhow::Error::msg)?;
     let (arch, kernel) = inspect(config, trace)?;
@@ -50,6 +58,11 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
     let mut inv = invocation(config, arch, &kernel.image, &gotest, trace)?;
     inv.modules_image = modules_image(config, &kernel, inv.transport, trace);
     let mut outputs = gotest.outputs;
+    // A matrix's later runs: what the guest sends of go test's files is
+    // dropped (the first run serves them).
+    let dropped = matrix::secondary()
+        .then(|| tempfile::tempdir().context("a directory for dropped files"))
+        .transpose()?;
     let tty = terminal(config)?;
     let guest_config = guest_config(
         config,
@@ -60,6 +73,14 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
         tty,
         trace,
     );
+    if let Some(dir) = &dropped {
+        for (i, output) in outputs.iter_mut().enumerate() {
+            output.host = dir.path().join(i.to_string());
+            if output.dir {
+                std::fs::create_dir_all(&output.host).context("a directory for dropped files")?;
+            }
+        }
+    }
     let drivers = needed_drivers(
         inv.transport,
         Needs {
@@ -99,6 +120,7 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
         cache_max,
         gdb,
         trace,
+        restored: false,
     };
     if let Some(server) = &boot.gdb {
         say(&format!("{}\n", server.attach));
@@ -109,10 +131,11 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
         Some(_) => Some(RawMode::enter(STDIN).context("-tty: raw mode")?),
         None => None,
     };
-    match cache {
-        Some(cache) => boot.warm(&cache, &files, plan),
-        None => boot.cold(&plan),
-    }
+    let outcome = match cache {
+        Some(cache) => boot.warm(&cache, &files, plan)?,
+        None => boot.cold(&plan)?,
+    };
+    Ok((outcome, boot.restored))
 }
 
 /// Under -tty, the size of virtrun's terminal, which must be its stdin.
@@ -164,20 +187,37 @@ fn inspect(config: &Config, trace: &Trace) -> Result<(Arch, Kernel)> {
 /// The kernel `-kernel` names: a file as it is, a directory's image and
 /// tree, an image reference pulled into the cache and used as a directory.
 fn given_kernel(arg: &KernelArg, config: &Config, arch: Arch, trace: &Trace) -> Result<Kernel> {
-    let found = match arg {
-        KernelArg::File(image) => source::Source {
-            image: image.clone(),
-            modules_dir: None,
-        },
-        KernelArg::Dir(dir) => source::in_directory(dir).context("-kernel")?,
+    resolve_kernel(arg, config, arch, trace).map(|(_, kernel)| kernel)
+}
+
+/// As [`given_kernel`], and the file or directory the kernel is (a pulled
+/// image's in the cache).
+fn resolve_kernel(
+    arg: &KernelArg,
+    config: &Config,
+    arch: Arch,
+    trace: &Trace,
+) -> Result<(PathBuf, Kernel)> {
+    let (path, found) = match arg {
+        KernelArg::File(image) => (
+            image.clone(),
+            source::Source {
+                image: image.clone(),
+                modules_dir: None,
+            },
+        ),
+        KernelArg::Dir(dir) => (dir.clone(), source::in_directory(dir).context("-kernel")?),
         KernelArg::Image(reference) => {
             let dir = registry::pull(reference, arch, trace).context("-kernel")?;
-            source::in_directory(&dir).with_context(|| format!("-kernel {reference}"))?
+            let found =
+                source::in_directory(&dir).with_context(|| format!("-kernel {reference}"))?;
+            (dir, found)
         }
     };
     trace.log(|| format!("kernel {arg}: {found:?}"));
     let modules_dir = config.modules_dir.clone().or(found.modules_dir);
-    Kernel::inspect(&found.image, modules_dir.as_deref()).context("-kernel")
+    let kernel = Kernel::inspect(&found.image, modules_dir.as_deref()).context("-kernel")?;
+    Ok((path, kernel))
 }
 
 /// Without `-kernel`: the cache's kernel for the binary's architecture, else
