@@ -7,8 +7,11 @@
 //! not keep it), is the moment it was last used; its modification time stays
 //! that of its making, which identities count. When the files together take more disk blocks than the cap
 //! (`VIRTRUN_CACHE_MAX`, default [`DEFAULT_MAX`]), the least recently used
-//! go first. Kernels that `scripts/setup` fetched (`kernels/`) are not
-//! counted and never removed.
+//! go first. Kernels pulled from registries (`images/kernels/<digest>/`,
+//! see [`crate::inspect::registry`]) count as one entry each, last used
+//! when a run last took it, and are never removed while a run holds its
+//! lock. Kernels that `scripts/setup` fetched (`kernels/`) are not counted
+//! and never removed.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -81,15 +84,51 @@ pub fn touch(path: &Path) {
     }
 }
 
-/// Removes the least recently used files until the cache fits in `max`
-/// bytes of disk blocks; `keep` (what this run uses) stays. A file another
-/// run has open stays readable to it until it closes it. Returns what was
-/// removed.
+/// One thing the cap governs.
+struct Entry {
+    used: SystemTime,
+    size: u64,
+    path: PathBuf,
+    /// A pulled kernel's lock: taken exclusively before its removal, which
+    /// fails while a run holds it.
+    lock: Option<PathBuf>,
+}
+
+/// Removes the least recently used files (and pulled kernels) until the
+/// cache fits in `max` bytes of disk blocks; `keep` (what this run uses)
+/// stays. A file another run has open stays readable to it until it closes
+/// it. Returns what was removed.
 pub fn enforce(dir: &Path, max: u64, keep: &[&Path]) -> Vec<PathBuf> {
+    let mut entries = files(dir);
+    entries.extend(pulled_kernels(dir));
+    let mut total: u64 = entries.iter().map(|e| e.size).sum();
+    entries.sort_by(|a, b| a.used.cmp(&b.used).then_with(|| a.path.cmp(&b.path)));
+    let mut removed = Vec::new();
+    for entry in entries {
+        if total <= max {
+            break;
+        }
+        if keep.contains(&entry.path.as_path()) {
+            continue;
+        }
+        let gone = match &entry.lock {
+            None => std::fs::remove_file(&entry.path).is_ok(),
+            Some(lock) => remove_unused(&entry.path, lock),
+        };
+        if gone {
+            total -= entry.size;
+            removed.push(entry.path);
+        }
+    }
+    removed
+}
+
+/// The cache's own files the cap governs.
+fn files(dir: &Path) -> Vec<Entry> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
-    let mut files: Vec<(SystemTime, u64, PathBuf)> = entries
+    entries
         .flatten()
         .filter(|e| {
             let name = e.file_name();
@@ -98,25 +137,67 @@ pub fn enforce(dir: &Path, max: u64, keep: &[&Path]) -> Vec<PathBuf> {
         })
         .filter_map(|e| {
             let meta = e.metadata().ok().filter(std::fs::Metadata::is_file)?;
-            Some((meta.accessed().ok()?, meta.blocks() * 512, e.path()))
+            Some(Entry {
+                used: meta.accessed().ok()?,
+                size: meta.blocks() * 512,
+                path: e.path(),
+                lock: None,
+            })
         })
-        .collect();
-    let mut total: u64 = files.iter().map(|f| f.1).sum();
-    files.sort();
-    let mut removed = Vec::new();
-    for (_, size, path) in files {
-        if total <= max {
-            break;
-        }
-        if keep.contains(&path.as_path()) {
-            continue;
-        }
-        if std::fs::remove_file(&path).is_ok() {
-            total -= size;
-            removed.push(path);
-        }
+        .collect()
+}
+
+/// The pulled kernels, each sized by its files' blocks and last used when
+/// its lock was last taken.
+fn pulled_kernels(dir: &Path) -> Vec<Entry> {
+    let kernels = dir.join("images/kernels");
+    let Ok(entries) = std::fs::read_dir(&kernels) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| {
+            let path = e.path();
+            let lock = path.with_extension("lock");
+            let used = std::fs::metadata(&lock)
+                .and_then(|m| m.accessed())
+                .unwrap_or(SystemTime::UNIX_EPOCH);
+            Entry {
+                used,
+                size: blocks(&path),
+                path,
+                lock: Some(lock),
+            }
+        })
+        .collect()
+}
+
+/// What the files below `path` take on disk.
+fn blocks(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    let own = meta.blocks() * 512;
+    if !meta.is_dir() {
+        return own;
     }
-    removed
+    own + std::fs::read_dir(path)
+        .map(|d| d.flatten().map(|e| blocks(&e.path())).sum())
+        .unwrap_or(0)
+}
+
+/// Removes the pulled kernel at `path` unless a run holds `lock`.
+fn remove_unused(path: &Path, lock: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(file) = std::fs::File::create(lock) else {
+        return false;
+    };
+    // SAFETY: flock(2) on an fd we own; released when it is closed.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } < 0 {
+        return false;
+    }
+    std::fs::remove_dir_all(path).is_ok()
 }
 
 #[cfg(test)]
@@ -162,5 +243,32 @@ mod tests {
         let removed = enforce(dir.path(), 150 << 10, &[&kept]);
         assert_eq!(removed, vec![old, mid]);
         assert!(new.exists() && kept.exists() && other.exists() && sparse.exists());
+    }
+
+    #[test]
+    fn pulled_kernels_count_and_stay_while_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let kernels = dir.path().join("images/kernels");
+        let pulled = |name: &str, age: u64| {
+            let k = kernels.join(name);
+            std::fs::create_dir_all(k.join("boot")).unwrap();
+            std::fs::write(k.join("boot/vmlinuz"), vec![1u8; 64 << 10]).unwrap();
+            let lock = std::fs::File::create(k.with_extension("lock")).unwrap();
+            let used = SystemTime::now() - Duration::from_secs(age);
+            lock.set_times(std::fs::FileTimes::new().set_accessed(used))
+                .unwrap();
+            (k, lock)
+        };
+        let (busy, busy_lock) = pulled("busy", 300);
+        let (idle, _) = pulled("idle", 200);
+        let (recent, _) = pulled("recent", 100);
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock(2) on an fd the test owns.
+        let locked = unsafe { libc::flock(busy_lock.as_raw_fd(), libc::LOCK_SH) };
+        assert_eq!(locked, 0);
+        // Each takes ~72 KiB: the idle one goes, which is enough.
+        let removed = enforce(dir.path(), 150 << 10, &[]);
+        assert_eq!(removed, vec![idle.clone()]);
+        assert!(busy.exists() && !idle.exists() && recent.exists());
     }
 }

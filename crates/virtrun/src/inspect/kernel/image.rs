@@ -68,13 +68,23 @@ pub fn read_image(image: &Path) -> Result<(Option<Arch>, Option<String>), Kernel
     if let Some(release) = bzimage_release(&head) {
         return Ok((arch, Some(release)));
     }
-    if let Some(release) = release_from_name(image) {
+    if let Some(release) = release_from_name(image).or_else(|| recorded_release(image)) {
         return Ok((arch, Some(release)));
     }
     // SAFETY: the file is only read through the map; a concurrent writer
     // could only make us read garbage, which the parsing below tolerates.
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io_err(image))?;
     Ok((arch, banner_release(&map)))
+}
+
+/// The release a pull recorded beside the image (`boot/../`), so that no
+/// run has to scan the image for its banner.
+fn recorded_release(image: &Path) -> Option<String> {
+    let root = image.parent()?.parent()?;
+    let release =
+        std::fs::read_to_string(root.join(crate::inspect::registry::RELEASE_FILE)).ok()?;
+    let release = release.trim();
+    (!release.is_empty()).then(|| release.to_string())
 }
 
 pub(super) fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {

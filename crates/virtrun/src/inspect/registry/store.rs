@@ -127,6 +127,13 @@ impl Store {
         let dir = self.kernel_dir(digest);
         let lock = File::create(dir.with_extension("lock"))?;
         flock(&lock, libc::LOCK_SH)?;
+        // Evicted (see crate::cache) between finding it and locking it.
+        if !dir.is_dir() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "removed from the cache meanwhile: run again to pull it",
+            ));
+        }
         let _ = lock.set_times(std::fs::FileTimes::new().set_accessed(SystemTime::now()));
         IN_USE.lock().unwrap_or_else(|p| p.into_inner()).push(lock);
         Ok(dir)
