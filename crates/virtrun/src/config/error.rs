@@ -80,11 +80,14 @@ impl ConfigError {
     /// True for command line syntax errors, after which (as Go's `flag` does) the
     /// usage text follows the message.
     pub fn wants_usage(&self) -> bool {
+        // -net is virtrun's own: its error is one line, the rest as Go's
+        // flag package has it.
         !matches!(
             self,
             ConfigError::Missing { .. }
                 | ConfigError::NotRegular { .. }
                 | ConfigError::Inaccessible { .. }
+                | ConfigError::InvalidValue { flag: "net", .. }
         )
     }
 }

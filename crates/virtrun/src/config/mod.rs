@@ -383,10 +383,12 @@ mod tests {
         assert_eq!(user.net, Net::User);
         let none = run_args(&["-kernel", KERNEL, "-net=user", "-net", "none", BINARY]);
         assert_eq!(none.net, Net::None);
+        let e = err(&src(&["-net", "tap", BINARY]));
         assert_eq!(
-            err_msg(&["-net", "tap", BINARY]),
+            e.to_string(),
             "invalid value \"tap\" for flag -net: unknown network (want none or user)"
         );
+        assert!(!e.wants_usage());
     }
 
     #[test]

@@ -305,6 +305,48 @@ mod tests {
     }
 
     #[test]
+    fn gzip_and_zstd_layers() {
+        let plain = layer(&[("boot/vmlinuz", 'f', "kernel")]);
+        let tar = std::fs::read(plain.path()).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        io::Write::write_all(&mut gz, &tar).unwrap();
+        let zst = ruzstd::encoding::compress_to_vec(
+            &tar[..],
+            ruzstd::encoding::CompressionLevel::Fastest,
+        );
+        for (media, bytes) in [
+            (
+                "application/vnd.oci.image.layer.v1.tar+gzip",
+                gz.finish().unwrap(),
+            ),
+            ("application/vnd.oci.image.layer.v1.tar+zstd", zst),
+        ] {
+            let file = tempfile::NamedTempFile::new().unwrap();
+            std::fs::write(file.path(), &bytes).unwrap();
+            let root = tempfile::tempdir().unwrap();
+            apply(root.path(), media, file.reopen().unwrap()).unwrap();
+            assert_eq!(
+                std::fs::read(root.path().join("boot/vmlinuz")).unwrap(),
+                b"kernel",
+                "{media}"
+            );
+            // Told by their first bytes too.
+            let root = tempfile::tempdir().unwrap();
+            apply(
+                root.path(),
+                "application/octet-stream",
+                file.reopen().unwrap(),
+            )
+            .unwrap();
+            assert_eq!(
+                std::fs::read(root.path().join("boot/vmlinuz")).unwrap(),
+                b"kernel",
+                "{media}"
+            );
+        }
+    }
+
+    #[test]
     fn nothing_leaves_the_root() {
         let outer = tempfile::tempdir().unwrap();
         let root = outer.path().join("root");
