@@ -18,7 +18,7 @@ pub use guest::FORWARDED_ENV;
 
 use crate::config::{Config, KernelArg};
 use crate::inspect::elf::{self, Arch};
-use crate::inspect::kernel::{Kernel, Needs, needed_drivers};
+use crate::inspect::kernel::{Kernel, ModulePlan, Needs, needed_drivers};
 use crate::inspect::libs::{Resolved, Resolver};
 use crate::inspect::{discover, registry, source};
 use crate::outcome::Outcome;
@@ -58,11 +58,6 @@ fn run_one(config: &Config, trace: &Trace) -> Result<(Outcome, bool)> {
     let mut inv = invocation(config, arch, &kernel.image, &gotest, trace)?;
     inv.modules_image = modules_image(config, &kernel, inv.transport, trace);
     let mut outputs = gotest.outputs;
-    // A matrix's later runs: what the guest sends of go test's files is
-    // dropped (the first run serves them).
-    let dropped = matrix::secondary()
-        .then(|| tempfile::tempdir().context("a directory for dropped files"))
-        .transpose()?;
     let tty = terminal(config)?;
     let guest_config = guest_config(
         config,
@@ -73,35 +68,8 @@ fn run_one(config: &Config, trace: &Trace) -> Result<(Outcome, bool)> {
         tty,
         trace,
     );
-    if let Some(dir) = &dropped {
-        for (i, output) in outputs.iter_mut().enumerate() {
-            output.host = dir.path().join(i.to_string());
-            if output.dir {
-                std::fs::create_dir_all(&output.host).context("a directory for dropped files")?;
-            }
-        }
-    }
-    let drivers = needed_drivers(
-        inv.transport,
-        Needs {
-            share: inv.host_share,
-            overlay: config.host_root,
-            modules: inv.modules_image.is_some(),
-            net: inv.net,
-        },
-    );
-    let mut modules = kernel.plan_modules(&drivers, &config.add_modules)?;
-    let cache = warm_start(config, &kernel, &mut inv, drivers, &mut modules, trace);
-    trace.log(|| {
-        let tree = kernel
-            .modules
-            .as_ref()
-            .map(|t| t.root.display().to_string());
-        format!(
-            "kernel release {:?}, module tree {:?}, modules to load: {:?} then {:?}",
-            kernel.release, tree, modules.transport, modules.user
-        )
-    });
+    let _dropped = drop_outputs(&mut outputs)?;
+    let (modules, cache) = plan_modules(config, &kernel, &mut inv, trace)?;
     let plan = plan_archive(config, arch, &kernel, &inv, &modules, &guest_config, &libs)?;
     let gdb = config
         .gdb
@@ -136,6 +104,56 @@ fn run_one(config: &Config, trace: &Trace) -> Result<(Outcome, bool)> {
         None => boot.cold(&plan)?,
     };
     Ok((outcome, boot.restored))
+}
+
+/// In a matrix's later runs, what the guest sends of go test's files goes
+/// to a directory that is dropped (the first run serves them): returned,
+/// it lasts the run.
+fn drop_outputs(outputs: &mut [gotest::Output]) -> Result<Option<tempfile::TempDir>> {
+    if !matrix::secondary() {
+        return Ok(None);
+    }
+    let dir = tempfile::tempdir().context("a directory for dropped files")?;
+    for (i, output) in outputs.iter_mut().enumerate() {
+        output.host = dir.path().join(i.to_string());
+        if output.dir {
+            std::fs::create_dir_all(&output.host).context("a directory for dropped files")?;
+        }
+    }
+    Ok(Some(dir))
+}
+
+/// The modules the guest loads at boot and with the run, and the cache of
+/// its snapshot when warm start applies (which may add the run disk's
+/// driver).
+fn plan_modules(
+    config: &Config,
+    kernel: &Kernel,
+    inv: &mut Invocation,
+    trace: &Trace,
+) -> Result<(ModulePlan, Option<PathBuf>)> {
+    let drivers = needed_drivers(
+        inv.transport,
+        Needs {
+            share: inv.host_share,
+            overlay: config.host_root,
+            modules: inv.modules_image.is_some(),
+            net: inv.net,
+        },
+    );
+    let mut modules = kernel.plan_modules(&drivers, &config.add_modules)?;
+    let cache = warm_start(config, kernel, inv, drivers, &mut modules, trace);
+    trace.log(|| {
+        let tree = kernel
+            .modules
+            .as_ref()
+            .map(|t| t.root.display().to_string());
+        format!(
+            "kernel release {:?}, module tree {:?}, modules to load: {:?} then {:?}",
+            kernel.release, tree, modules.transport, modules.user
+        )
+    });
+    Ok((modules, cache))
 }
 
 /// Under -tty, the size of virtrun's terminal, which must be its stdin.
