@@ -79,6 +79,12 @@ pub fn decide(report: &Report, doubt: Option<&str>) -> Outcome {
     if let Some(err) = report.host_errors.first() {
         return Outcome::fail(format!("output file from the guest: {err}"));
     }
+    if let Some(why) = &report.unpack_failed {
+        return Outcome::fail(format!(
+            "the guest kernel could not unpack the initramfs ({why}): the binary and its files \
+             may not fit in the guest's memory; give it more with -memory"
+        ));
+    }
     if let Some(fatal) = &report.fatal {
         return Outcome::fail(format!("guest init failed: {fatal}"));
     }
@@ -257,6 +263,22 @@ mod tests {
         assert_eq!(
             decide(&r, Some("virtio_pci may be missing")),
             Outcome::fail("guest init failed: no virtio console: virtio_pci is not loaded".into())
+        );
+    }
+
+    #[test]
+    fn an_initramfs_the_kernel_could_not_unpack_says_why() {
+        let r = Report {
+            qemu_status: Some(ExitStatus::from_raw(0)),
+            fatal: Some("read /virtrun.boot: No such file or directory (os error 2)".into()),
+            unpack_failed: Some("write error".into()),
+            ..Report::default()
+        };
+        let message = decide(&r, None).message.unwrap();
+        assert!(
+            message.starts_with("the guest kernel could not unpack the initramfs (write error)")
+                && message.ends_with("give it more with -memory"),
+            "{message}"
         );
     }
 

@@ -113,7 +113,12 @@ fn host_root_user_network_has_its_resolver() {
 fn virtrun_inside_a_guest_runs_the_binary_directly() {
     let s = Setting::new();
     let virtrun = env!("CARGO_BIN_EXE_virtrun");
-    let nested: [&dyn AsRef<std::ffi::OsStr>; 6] = [
+    // The debug build is large: a cold guest with it in its initramfs needs
+    // more than the default memory (its path may be in the host's /tmp,
+    // which the guest does not see, so the guest gets the file itself).
+    let nested: [&dyn AsRef<std::ffi::OsStr>; 8] = [
+        &"-memory",
+        &"768",
         &"-hostRoot",
         &virtrun,
         &"-kernel",

@@ -13,6 +13,9 @@ pub(super) const PANIC: &str = "Kernel panic - not syncing";
 /// Lines of the kernel log that mean the OOM killer struck.
 pub(super) const OOM: [&str; 2] = ["Out of memory:", "oom-kill:"];
 
+/// What the kernel logs when it could not unpack the initramfs.
+const UNPACK_FAILED: &str = "Initramfs unpacking failed";
+
 /// Reads the kernel log: shows all of it with `verbose`, otherwise only the
 /// init's messages and the lines that explain a failure. In standalone mode
 /// this is also where the exit marker arrives.
@@ -42,6 +45,14 @@ pub(super) fn read_log(stream: HostEnd, verbose: bool, has_marker: bool, report:
         if let Some(pos) = text.find(PANIC) {
             lock(report).panic = Some(text[pos..].to_string());
             in_panic = true;
+        }
+        if let Some(pos) = text.find(UNPACK_FAILED) {
+            let why = text[pos + UNPACK_FAILED.len()..]
+                .trim_start_matches(':')
+                .trim();
+            lock(report)
+                .unpack_failed
+                .get_or_insert_with(|| why.to_string());
         }
         if OOM.iter().any(|p| text.contains(p)) {
             lock(report).oom = true;

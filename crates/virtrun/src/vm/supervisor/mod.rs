@@ -76,6 +76,9 @@ pub struct Report {
     /// The init's last words before it powered off without an exit code
     /// ([`virtrun_protocol::INIT_FATAL_PREFIX`] on the kernel log).
     pub fatal: Option<String>,
+    /// The kernel could not unpack the initramfs (its reason): the init
+    /// then misses files.
+    pub unpack_failed: Option<String>,
     /// The guest broke the protocol (an event line without end); the run
     /// was stopped.
     pub protocol_error: Option<String>,
