@@ -19,15 +19,20 @@ use anyhow::{Context, Result, bail};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use std::fs::File;
 use std::io::{Read, Seek, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
 /// The kernel a run of a matrix takes (a file or directory).
 const KERNEL_ENV: &str = "VIRTRUN_MATRIX_KERNEL";
-/// Where a run of a matrix says whether it ran warm.
+/// The fd on which a run of a matrix says whether it ran warm: an unnamed
+/// file of the matrix, so that nothing is left however it ends.
 const REPORT_ENV: &str = "VIRTRUN_MATRIX_REPORT";
+
+/// That fd's number in the run.
+const REPORT_FD: i32 = 3;
 /// Set for the runs after the first: their go test files are dropped.
 const SECONDARY_ENV: &str = "VIRTRUN_MATRIX_SECONDARY";
 
@@ -52,8 +57,14 @@ pub fn secondary() -> bool {
 
 /// Tells the matrix whether this run ran warm.
 pub fn report(warm: bool) {
-    if let Some(path) = std::env::var_os(REPORT_ENV) {
-        let _ = std::fs::write(path, if warm { "warm" } else { "cold" });
+    if let Some(fd) = std::env::var(REPORT_ENV)
+        .ok()
+        .and_then(|v| v.parse::<i32>().ok())
+    {
+        let _ = std::fs::write(
+            format!("/proc/self/fd/{fd}"),
+            if warm { "warm" } else { "cold" },
+        );
     }
 }
 
@@ -72,7 +83,8 @@ struct Run {
     child: Option<Child>,
     /// The output of a run after the first, kept until its turn.
     kept: Option<(File, File)>,
-    report: PathBuf,
+    /// Where it says whether it ran warm.
+    report: File,
     started: Option<Instant>,
     seconds: f64,
     code: Option<u8>,
@@ -87,23 +99,20 @@ pub fn run(config: &Config, trace: &Trace) -> Result<Outcome> {
         bail!("-gdb: not with -kernels: give the one kernel to debug with -kernel");
     }
     let kernels = resolve(config, trace)?;
-    let reports = tempfile::Builder::new()
-        .prefix("virtrun-matrix-")
-        .tempdir()
-        .context("-kernels: a temporary directory")?;
     let mut runs: Vec<Run> = kernels
         .into_iter()
-        .enumerate()
-        .map(|(i, kernel)| Run {
-            kernel,
-            child: None,
-            kept: None,
-            report: reports.path().join(i.to_string()),
-            started: None,
-            seconds: 0.0,
-            code: None,
+        .map(|kernel| {
+            Ok(Run {
+                kernel,
+                child: None,
+                kept: None,
+                report: crate::scratch::unnamed().context("-kernels: a run's report")?,
+                started: None,
+                seconds: 0.0,
+                code: None,
+            })
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
         .context("catching signals")?;
     let parallel = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -182,7 +191,8 @@ fn start(run: &mut Run, i: usize, trace: &Trace) -> Result<()> {
     let mut cmd = Command::new(exe);
     cmd.args(std::env::args_os().skip(1))
         .env(KERNEL_ENV, &run.kernel.path)
-        .env(REPORT_ENV, &run.report);
+        .env(REPORT_ENV, REPORT_FD.to_string());
+    let report = run.report.as_raw_fd();
     if i > 0 {
         let keep = || crate::scratch::unnamed().context("-kernels: keeping a run's output");
         let (out, err) = (keep()?, keep()?);
@@ -192,10 +202,16 @@ fn start(run: &mut Run, i: usize, trace: &Trace) -> Result<()> {
             .stderr(err.try_clone()?);
         run.kept = Some((out, err));
     }
-    // SAFETY: prctl(2) only, between fork and exec.
+    // SAFETY: prctl(2), dup2(2) and fcntl(2) only, between fork and exec,
+    // on an fd this process owns.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            if report == REPORT_FD {
+                libc::fcntl(REPORT_FD, libc::F_SETFD, 0);
+            } else if libc::dup2(report, REPORT_FD) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
             Ok(())
         });
     }
@@ -291,6 +307,11 @@ fn table(runs: &[Run]) {
 }
 
 /// Warm or cold, as the run reported.
-fn guest(report: &Path) -> String {
-    std::fs::read_to_string(report).unwrap_or_else(|_| "?".into())
+fn guest(report: &File) -> String {
+    let mut text = String::new();
+    let mut report = report;
+    let _ = report
+        .rewind()
+        .and_then(|()| report.read_to_string(&mut text));
+    if text.is_empty() { "?".into() } else { text }
 }
