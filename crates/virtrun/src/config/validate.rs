@@ -88,15 +88,16 @@ pub(super) fn module_ref(value: &OsString, cwd: &Path) -> Result<ModuleRef, Conf
 /// else an image reference; anything else fails as a missing file.
 fn kernel_arg(what: &'static str, value: &OsString, cwd: &Path) -> Result<KernelArg, ConfigError> {
     let path = absolute(cwd, Path::new(value));
-    match std::fs::metadata(&path) {
-        Ok(meta) if meta.is_dir() => Ok(KernelArg::Dir(path)),
-        Ok(_) => regular_file(what, value, cwd).map(KernelArg::File),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => value
+    if path.is_dir() {
+        return Ok(KernelArg::Dir(path));
+    }
+    match regular_file(what, value, cwd) {
+        Err(ConfigError::Missing { what, path }) => value
             .to_str()
             .and_then(Reference::parse)
             .map(KernelArg::Image)
             .ok_or(ConfigError::Missing { what, path }),
-        Err(_) => regular_file(what, value, cwd).map(KernelArg::File),
+        other => other.map(KernelArg::File),
     }
 }
 
