@@ -446,7 +446,8 @@ fn serve_stand_in(mut conn: TcpStream, port: u16, upstream: u16, log: &Mutex<Vec
 }
 
 /// The token flow (401 → token from the realm → the request again) with
-/// credentials read from an auth file (`REGISTRY_AUTH_FILE`).
+/// credentials read from an auth file (`REGISTRY_AUTH_FILE`); two runs of
+/// the same image at once download it once.
 #[test]
 fn a_registry_that_wants_a_token_and_credentials() {
     let registry = Registry::start();
@@ -460,11 +461,30 @@ fn a_registry_that_wants_a_token_and_credentials() {
     .unwrap();
     let image = format!("127.0.0.1:{port}/kernels/cloud:6.1");
     let cache = tempfile::tempdir().unwrap();
-    pulling(cache.path(), &[&"-kernel", &image, &payload("exit"), &"3"])
-        .env("REGISTRY_AUTH_FILE", auth.path())
-        .run()
-        .assert_code(3);
+    // Two runs at once download the image once.
+    let runs: Vec<_> = (0..2)
+        .map(|_| {
+            let (cache, image, auth) = (
+                cache.path().to_owned(),
+                image.clone(),
+                auth.path().to_owned(),
+            );
+            std::thread::spawn(move || {
+                pulling(&cache, &[&"-kernel", &image, &payload("exit"), &"3"])
+                    .env("REGISTRY_AUTH_FILE", &auth)
+                    .run()
+            })
+        })
+        .collect();
+    for run in runs {
+        run.join().unwrap().assert_code(3);
+    }
     let seen = seen.lock().unwrap().clone();
+    let blobs: Vec<&String> = seen.iter().filter(|s| s.contains("/blobs/")).collect();
+    let mut unique = blobs.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(blobs.len(), unique.len(), "a blob fetched twice: {seen:?}");
     assert!(
         seen.first().is_some_and(|s| s.starts_with("challenge ")),
         "{seen:?}"
