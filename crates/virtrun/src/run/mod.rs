@@ -68,7 +68,7 @@ fn run_one(config: &Config, trace: &Trace) -> Result<(Outcome, bool)> {
         tty,
         trace,
     );
-    let _dropped = drop_outputs(&mut outputs)?;
+    let _dropped = drop_outputs(&mut outputs);
     let (modules, cache) = plan_modules(config, &kernel, &mut inv, trace)?;
     let plan = plan_archive(config, arch, &kernel, &inv, &modules, &guest_config, &libs)?;
     let gdb = config
@@ -107,20 +107,27 @@ fn run_one(config: &Config, trace: &Trace) -> Result<(Outcome, bool)> {
 }
 
 /// In a matrix's later runs, what the guest sends of go test's files goes
-/// to a directory that is dropped (the first run serves them): returned,
-/// it lasts the run.
-fn drop_outputs(outputs: &mut [gotest::Output]) -> Result<Option<tempfile::TempDir>> {
+/// to a directory that is removed after the run (the first run serves
+/// them). It is made only when a file arrives, so that a run killed
+/// before leaves nothing.
+fn drop_outputs(outputs: &mut [gotest::Output]) -> Option<Dropped> {
     if !matrix::secondary() {
-        return Ok(None);
+        return None;
     }
-    let dir = tempfile::tempdir().context("a directory for dropped files")?;
+    let dir = std::env::temp_dir().join(format!("virtrun-dropped-{}", std::process::id()));
     for (i, output) in outputs.iter_mut().enumerate() {
-        output.host = dir.path().join(i.to_string());
-        if output.dir {
-            std::fs::create_dir_all(&output.host).context("a directory for dropped files")?;
-        }
+        output.host = dir.join(i.to_string());
     }
-    Ok(Some(dir))
+    Some(Dropped(dir))
+}
+
+/// The directory of [`drop_outputs`], removed when dropped.
+struct Dropped(PathBuf);
+
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// The modules the guest loads at boot and with the run, and the cache of
