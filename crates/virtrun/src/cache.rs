@@ -77,6 +77,17 @@ pub fn max() -> Result<u64, String> {
     }
 }
 
+/// `flock(2)` on `file` with `op` (`LOCK_SH`, `LOCK_EX`, with `LOCK_NB`
+/// or not): the cache's locks, released when the file is closed.
+pub fn flock(file: &std::fs::File, op: libc::c_int) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock(2) on an fd the caller owns; no memory involved.
+    if unsafe { libc::flock(file.as_raw_fd(), op) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Marks `path` as used now, for the least-recently-used order.
 pub fn touch(path: &Path) {
     if let Ok(file) = std::fs::File::open(path) {
@@ -189,15 +200,10 @@ fn blocks(path: &Path) -> u64 {
 
 /// Removes the pulled kernel at `path` unless a run holds `lock`.
 fn remove_unused(path: &Path, lock: &Path) -> bool {
-    use std::os::fd::AsRawFd;
     let Ok(file) = std::fs::File::create(lock) else {
         return false;
     };
-    // SAFETY: flock(2) on an fd we own; released when it is closed.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } < 0 {
-        return false;
-    }
-    std::fs::remove_dir_all(path).is_ok()
+    flock(&file, libc::LOCK_EX | libc::LOCK_NB).is_ok() && std::fs::remove_dir_all(path).is_ok()
 }
 
 #[cfg(test)]

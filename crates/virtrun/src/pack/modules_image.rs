@@ -209,10 +209,7 @@ pub fn image(tree: &ModuleTree, release: &str, cache: &Path) -> Result<PathBuf, 
     }
     let lock_path = cache.join(format!(".{key}.lock"));
     let lock = File::create(&lock_path).map_err(io(&lock_path))?;
-    // SAFETY: flock(2) on an fd we own; released when `lock` is closed.
-    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } < 0 {
-        return Err(io(&lock_path)(io::Error::last_os_error()));
-    }
+    crate::cache::flock(&lock, libc::LOCK_EX).map_err(io(&lock_path))?;
     if !path.is_file() {
         build_image(tree, cache, &path)?;
     }

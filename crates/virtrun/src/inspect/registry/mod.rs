@@ -25,7 +25,7 @@ use client::{Client, HttpError};
 use manifest::{Descriptor, Manifest};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Seek, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use store::{Store, hex};
 
@@ -281,7 +281,7 @@ fn fetch(
     progress.done();
     let found = super::source::in_directory(staging.path())
         .map_err(|_| RegistryError::Image(name.clone(), "no /boot/vmlinuz in the image".into()))?;
-    let release = release(staging.path(), &found.image).unwrap_or_default();
+    let release = release(&found).unwrap_or_default();
     std::fs::write(staging.path().join(RELEASE_FILE), &release).map_err(io("its release"))?;
     trace.log(|| format!("{name}: pulled {digest}, release {release:?}"));
     store.install(staging, digest).map_err(io("the cache"))
@@ -289,12 +289,12 @@ fn fetch(
 
 /// The kernel's release: the one `lib/modules/*` folder's name, else what
 /// the image says.
-fn release(root: &Path, image: &Path) -> Option<String> {
-    super::source::in_directory(root)
-        .ok()
-        .and_then(|s| s.modules_dir)
+fn release(found: &super::source::Source) -> Option<String> {
+    found
+        .modules_dir
+        .as_ref()
         .and_then(|d| Some(d.file_name()?.to_string_lossy().into_owned()))
-        .or_else(|| super::kernel::read_image(image).ok()?.1)
+        .or_else(|| super::kernel::read_image(&found.image).ok()?.1)
 }
 
 /// Streams blob `layer` into `out`, hashing it, and fails unless the bytes

@@ -17,7 +17,6 @@
 use crate::config::reference::Reference;
 use sha2::{Digest, Sha256};
 use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -52,7 +51,7 @@ impl Store {
     /// killed meanwhile are removed under it.
     pub fn lock(&self) -> std::io::Result<File> {
         let lock = File::create(self.dir.join(".lock"))?;
-        flock(&lock, libc::LOCK_EX)?;
+        crate::cache::flock(&lock, libc::LOCK_EX)?;
         for entry in std::fs::read_dir(&self.dir)?.flatten() {
             if entry.file_name().to_string_lossy().starts_with(".pull-") {
                 let _ = std::fs::remove_dir_all(entry.path());
@@ -126,7 +125,7 @@ impl Store {
     pub fn use_kernel(&self, digest: &str) -> std::io::Result<PathBuf> {
         let dir = self.kernel_dir(digest);
         let lock = File::create(dir.with_extension("lock"))?;
-        flock(&lock, libc::LOCK_SH)?;
+        crate::cache::flock(&lock, libc::LOCK_SH)?;
         // Evicted (see crate::cache) between finding it and locking it.
         if !dir.is_dir() {
             return Err(std::io::Error::new(
@@ -138,14 +137,6 @@ impl Store {
         IN_USE.lock().unwrap_or_else(|p| p.into_inner()).push(lock);
         Ok(dir)
     }
-}
-
-fn flock(file: &File, op: libc::c_int) -> std::io::Result<()> {
-    // SAFETY: flock(2) on an fd we own; released when it is closed.
-    if unsafe { libc::flock(file.as_raw_fd(), op) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// Lowercase hex of `bytes`.
